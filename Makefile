@@ -1,0 +1,36 @@
+# inlet — see README.md. Every target installs or explains what it needs.
+GO       ?= go
+BIN      := bin/inlet
+FUZZTIME ?= 3s
+
+.PHONY: all build run test unit fuzz fuzz-short bench chaos vet clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/inlet
+
+# Start inlet on the embedded defaults (private PostgreSQL and NATS under
+# .data/), load packs/, and print the admin token and a curl to try.
+run: build
+	@scripts/ensure-postgres.sh
+	$(BIN) serve
+
+# Every test, against real PostgreSQL and NATS: the ones on 127.0.0.1 when
+# they answer, otherwise servers the tests start themselves. Then a short
+# fuzzing pass over every parser.
+test: vet
+	@scripts/ensure-postgres.sh
+	$(GO) test -race -count=1 -timeout 20m ./...
+	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+# Fuzz every target for longer (FUZZTIME each, default here 1m).
+fuzz:
+	@FUZZTIME=$(if $(filter command line,$(origin FUZZTIME)),$(FUZZTIME),1m) scripts/fuzz.sh
+
+clean:
+	rm -rf bin

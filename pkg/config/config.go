@@ -1,0 +1,379 @@
+// Package config loads inlet's settings from configs/inlet.yaml, the
+// environment (INLET_*, DATABASE_URL, NATS_URL) and command-line flags into one
+// validated Config.
+//
+// Later sources win: a built-in default is replaced by the file, the file by
+// the environment, and the environment by a flag that was actually given on
+// the command line. The admin token is the exception: it is read only from
+// INLET_ADMIN_TOKEN, because a flag shows in ps and a file gets committed.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// DefaultFile is the configuration file Load reads when neither the -config
+// flag nor INLET_CONFIG names one. Unlike a named file, it may be missing.
+const DefaultFile = "configs/inlet.yaml"
+
+// redacted replaces secrets wherever a Config or Secret is printed or logged.
+const redacted = "REDACTED"
+
+// Config holds every setting of an inlet process. It is a plain value: copy
+// it freely and pass it by value; nothing in it is shared or mutated after
+// Load returns.
+type Config struct {
+	// HTTPAddr is the host:port the HTTP server listens on.
+	HTTPAddr string `yaml:"http_addr"`
+	// PublicURL is the externally visible base of every webhook_url. Empty
+	// means derive one from HTTPAddr; use PublicBaseURL rather than reading
+	// this field.
+	PublicURL string `yaml:"public_url"`
+	// PacksDir is the directory holding trigger packs.
+	PacksDir string `yaml:"packs_dir"`
+	// DataDir holds the data of the embedded PostgreSQL and NATS servers.
+	DataDir string `yaml:"data_dir"`
+	// TrustedProxies lists the CIDRs whose X-Forwarded-For header is believed.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// DatabaseURL points at an external PostgreSQL; empty runs an embedded one.
+	// It may carry a password: log the Config, never this field on its own.
+	DatabaseURL string `yaml:"database_url"`
+	// NATSURL points at an external NATS server or cluster; empty runs an
+	// embedded one. Like DatabaseURL it may carry credentials.
+	NATSURL string `yaml:"nats_url"`
+	// AdminToken is the bearer token of the management API, read only from
+	// INLET_ADMIN_TOKEN. Empty means the gateway generates one.
+	AdminToken Secret `yaml:"-"`
+	// Stream is the JetStream stream events are published to.
+	Stream string `yaml:"stream"`
+	// SubjectPrefix starts the NATS subject of every published event.
+	SubjectPrefix string `yaml:"subject_prefix"`
+	// IPRateLimit is the number of receiver requests per minute allowed from
+	// one source IP; 0 turns the limit off.
+	IPRateLimit int `yaml:"ip_rate_limit"`
+	// UnknownKeyLimit is the number of lookups of unknown or revoked webhook
+	// keys per minute allowed from one source IP before answering 429; 0
+	// turns the limit off.
+	UnknownKeyLimit int `yaml:"unknown_key_limit"`
+	// WriteQueue is the length of the bounded write queue; when it is full the
+	// receiver sheds load with 503.
+	WriteQueue int `yaml:"write_queue"`
+	// LogFormat is "json" or "text".
+	LogFormat string `yaml:"log_format"`
+	// LogLevel is "debug", "info", "warn" or "error".
+	LogLevel string `yaml:"log_level"`
+	// ShutdownTimeout bounds the graceful stop after SIGTERM.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the
+	// timeouts of the http.Server of the same names.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	WriteTimeout      time.Duration `yaml:"write_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	// DBMaxConns caps the PostgreSQL connection pool.
+	DBMaxConns int `yaml:"db_max_conns"`
+}
+
+// Default returns the built-in defaults, which configs/inlet.yaml repeats.
+func Default() Config {
+	return Config{
+		HTTPAddr:          ":8080",
+		PacksDir:          "packs",
+		DataDir:           ".data",
+		Stream:            "INLET_EVENTS",
+		SubjectPrefix:     "inlet.events",
+		UnknownKeyLimit:   60,
+		WriteQueue:        4096,
+		LogFormat:         "json",
+		LogLevel:          "info",
+		ShutdownTimeout:   30 * time.Second,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		DBMaxConns:        20,
+	}
+}
+
+// Secret is a string that never shows its value when formatted with fmt,
+// logged with slog or marshalled as text or JSON: a non-empty Secret appears
+// as REDACTED, an empty one as the empty string. Convert it with string(s)
+// at the one place that needs the value.
+type Secret string
+
+// String returns REDACTED, or "" when s is empty.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// Format implements fmt.Formatter so that every verb, %#v and %x included,
+// prints the redacted form.
+func (s Secret) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		io.WriteString(f, strconv.Quote(s.String()))
+		return
+	}
+	io.WriteString(f, s.String())
+}
+
+// LogValue implements slog.LogValuer.
+func (s Secret) LogValue() slog.Value {
+	return slog.StringValue(s.String())
+}
+
+// MarshalText implements encoding.TextMarshaler, which encoding/json and
+// YAML encoders use, with the redacted form.
+func (s Secret) MarshalText() ([]byte, error) {
+	return []byte(s.String()), nil
+}
+
+// PublicBaseURL returns the base URL that webhook URLs are built on, without
+// a trailing slash: PublicURL when set, otherwise "http://" plus the host and
+// port of HTTPAddr, with an empty or unspecified host (":8080", "0.0.0.0:8080",
+// "[::]:8080") written as localhost.
+func (c Config) PublicBaseURL() string {
+	if c.PublicURL != "" {
+		return strings.TrimRight(c.PublicURL, "/")
+	}
+	host, port, err := net.SplitHostPort(c.HTTPAddr)
+	if err != nil {
+		// Validate rejects such an address; this keeps the result usable.
+		return "http://localhost"
+	}
+	if addr, err := netip.ParseAddr(host); host == "" || (err == nil && addr.IsUnspecified()) {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// TrustedProxyPrefixes returns TrustedProxies parsed. Entries that do not
+// parse are left out; a Config returned by Load has none.
+func (c Config) TrustedProxyPrefixes() []netip.Prefix {
+	var prefixes []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			prefixes = append(prefixes, p)
+		}
+	}
+	return prefixes
+}
+
+// LogValue implements slog.LogValuer. The admin token is redacted, and only
+// the scheme, host and path of DatabaseURL and NATSURL are shown, so that
+// credentials inside them stay out of logs.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("http_addr", c.HTTPAddr),
+		slog.String("public_url", c.PublicURL),
+		slog.String("packs_dir", c.PacksDir),
+		slog.String("data_dir", c.DataDir),
+		slog.String("trusted_proxies", strings.Join(c.TrustedProxies, ",")),
+		slog.String("database_url", redactURL(c.DatabaseURL)),
+		slog.String("nats_url", redactURL(c.NATSURL)),
+		slog.String("admin_token", c.AdminToken.String()),
+		slog.String("stream", c.Stream),
+		slog.String("subject_prefix", c.SubjectPrefix),
+		slog.Int("ip_rate_limit", c.IPRateLimit),
+		slog.Int("unknown_key_limit", c.UnknownKeyLimit),
+		slog.Int("write_queue", c.WriteQueue),
+		slog.String("log_format", c.LogFormat),
+		slog.String("log_level", c.LogLevel),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Duration("read_header_timeout", c.ReadHeaderTimeout),
+		slog.Duration("read_timeout", c.ReadTimeout),
+		slog.Duration("write_timeout", c.WriteTimeout),
+		slog.Duration("idle_timeout", c.IdleTimeout),
+		slog.Int("db_max_conns", c.DBMaxConns),
+	)
+}
+
+// String returns the settings as space-separated key=value pairs, redacted
+// as LogValue does.
+func (c Config) String() string {
+	var b strings.Builder
+	for i, a := range c.LogValue().Group() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		v := a.Value.String()
+		if v == "" || strings.ContainsFunc(v, func(r rune) bool { return unicode.IsSpace(r) || r == '"' || r == '=' }) {
+			v = strconv.Quote(v)
+		}
+		b.WriteString(a.Key)
+		b.WriteByte('=')
+		b.WriteString(v)
+	}
+	return b.String()
+}
+
+// Format implements fmt.Formatter: every verb, %+v and %#v included, prints
+// String, so formatting a Config never reveals a secret.
+func (c Config) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		io.WriteString(f, strconv.Quote(c.String()))
+		return
+	}
+	io.WriteString(f, c.String())
+}
+
+// redactURL reduces each comma-separated URL in raw to its scheme, host and
+// path. Anything that does not parse as such a URL (a keyword/value
+// PostgreSQL DSN, for one) is replaced whole, since it may hold a password.
+func redactURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	parts := strings.Split(raw, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			parts[i] = redacted
+			continue
+		}
+		parts[i] = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// Validate reports every invalid setting of c at once, as errors joined with
+// errors.Join; it returns nil when c is usable. Each error names the YAML key
+// and the environment variable of the setting.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", label(key), fmt.Sprintf(format, args...)))
+	}
+
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		bad("http_addr", "%q is not a host:port address such as \":8080\"", c.HTTPAddr)
+	}
+	if c.PublicURL != "" {
+		if msg := checkPublicURL(c.PublicURL); msg != "" {
+			bad("public_url", "%s", msg)
+		}
+	}
+	if c.PacksDir == "" {
+		bad("packs_dir", "must not be empty")
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	for _, s := range c.TrustedProxies {
+		if _, err := netip.ParsePrefix(s); err != nil {
+			if addr, err := netip.ParseAddr(s); err == nil {
+				bad("trusted_proxies", "%q is an address, not a CIDR; write %s", s, netip.PrefixFrom(addr, addr.BitLen()))
+			} else {
+				bad("trusted_proxies", "%q is not a CIDR such as \"10.0.0.0/8\"", s)
+			}
+		}
+	}
+
+	switch {
+	case c.Stream == "":
+		bad("stream", "must not be empty")
+	case strings.ContainsFunc(c.Stream, unicode.IsSpace) || strings.ContainsAny(c.Stream, ".*>/\\"):
+		bad("stream", "%q must not contain whitespace, \".\", \"*\", \">\", \"/\" or \"\\\"", c.Stream)
+	}
+	switch {
+	case c.SubjectPrefix == "":
+		bad("subject_prefix", "must not be empty")
+	case strings.ContainsFunc(c.SubjectPrefix, unicode.IsSpace) || strings.ContainsAny(c.SubjectPrefix, "*>"):
+		bad("subject_prefix", "%q must not contain whitespace or the wildcards \"*\" and \">\"", c.SubjectPrefix)
+	case strings.HasPrefix(c.SubjectPrefix, ".") || strings.HasSuffix(c.SubjectPrefix, ".") || strings.Contains(c.SubjectPrefix, ".."):
+		bad("subject_prefix", "%q has an empty token; separate non-empty tokens with single dots", c.SubjectPrefix)
+	}
+
+	nonNegative := []struct {
+		key string
+		n   int
+	}{
+		{"ip_rate_limit", c.IPRateLimit},
+		{"unknown_key_limit", c.UnknownKeyLimit},
+	}
+	for _, s := range nonNegative {
+		if s.n < 0 {
+			bad(s.key, "must not be negative, got %d", s.n)
+		}
+	}
+	positive := []struct {
+		key string
+		n   int
+	}{
+		{"write_queue", c.WriteQueue},
+		{"db_max_conns", c.DBMaxConns},
+	}
+	for _, s := range positive {
+		if s.n <= 0 {
+			bad(s.key, "must be greater than 0, got %d", s.n)
+		}
+	}
+	durations := []struct {
+		key string
+		d   time.Duration
+	}{
+		{"shutdown_timeout", c.ShutdownTimeout},
+		{"read_header_timeout", c.ReadHeaderTimeout},
+		{"read_timeout", c.ReadTimeout},
+		{"write_timeout", c.WriteTimeout},
+		{"idle_timeout", c.IdleTimeout},
+	}
+	for _, s := range durations {
+		if s.d <= 0 {
+			bad(s.key, "must be greater than 0, got %s", s.d)
+		}
+	}
+
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		bad("log_format", "%q is not one of json, text", c.LogFormat)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "%q is not one of debug, info, warn, error", c.LogLevel)
+	}
+	return errors.Join(errs...)
+}
+
+// checkPublicURL returns why raw cannot be the base of webhook URLs, or "".
+func checkPublicURL(raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("%q is not a URL", raw)
+	case u.User != nil:
+		// Not echoed: the value holds credentials.
+		return "must not contain credentials"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Sprintf("%q is not an absolute http or https URL", raw)
+	case u.Host == "":
+		return fmt.Sprintf("%q has no host", raw)
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return fmt.Sprintf("%q must not have a query or fragment", raw)
+	}
+	return ""
+}
+
+// label names a setting in error messages by its YAML key and variable.
+func label(key string) string {
+	for _, s := range settings() {
+		if s.key == key {
+			return fmt.Sprintf("%s (%s)", key, s.env)
+		}
+	}
+	return key
+}

@@ -1,0 +1,397 @@
+// Package gateway builds every inlet component from a Config, runs them, and
+// stops them in order: HTTP first (draining in-flight requests), then the
+// writer, then the outbox flush, then NATS, the database and the embedded
+// servers.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	_ "github.com/lib/pq" // the PostgreSQL driver
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/inlet-dev/inlet/migrations"
+	"github.com/inlet-dev/inlet/pkg/api"
+	"github.com/inlet-dev/inlet/pkg/config"
+	"github.com/inlet-dev/inlet/pkg/embednats"
+	"github.com/inlet-dev/inlet/pkg/embedpg"
+	"github.com/inlet-dev/inlet/pkg/metrics"
+	"github.com/inlet-dev/inlet/pkg/problem"
+	"github.com/inlet-dev/inlet/pkg/publish"
+	"github.com/inlet-dev/inlet/pkg/receiver"
+	"github.com/inlet-dev/inlet/pkg/store"
+	"github.com/inlet-dev/inlet/pkg/trigger"
+)
+
+// Gateway is a running inlet.
+type Gateway struct {
+	cfg    config.Config
+	logger *slog.Logger
+
+	pg      *embedpg.Server   // nil with an external database
+	ns      *embednats.Server // nil with an external NATS
+	db      *sqlx.DB
+	nc      *nats.Conn
+	store   *store.Store
+	writer  *store.Writer
+	pub     *publish.Publisher
+	srv     *http.Server
+	ln      net.Listener
+	metrics *metrics.Metrics
+
+	// Token is the admin token generated at first start (empty otherwise):
+	// shown once to the operator, never logged.
+	Token trigger.Secret
+
+	cancel context.CancelFunc // stops the background goroutines
+	wg     sync.WaitGroup     // the background goroutines
+	served chan error         // the HTTP server's result
+}
+
+// Start brings every component up and starts serving HTTP. On error it stops
+// whatever it had started.
+func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gateway, err error) {
+	g = &Gateway{cfg: cfg, logger: logger, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			g.stopServers(context.Background())
+		}
+	}()
+	dsn, err := g.startDatabase(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.startNATS(ctx); err != nil {
+		return nil, err
+	}
+	if err := g.loadPacks(ctx); err != nil {
+		return nil, err
+	}
+	if err := g.bootstrapToken(ctx); err != nil {
+		return nil, err
+	}
+
+	g.metrics = metrics.New(func() float64 { return float64(g.writer.Queued()) })
+	g.writer = store.NewWriter(g.store, store.WriterOptions{
+		QueueLen: cfg.WriteQueue,
+		Observe: func(size int, took time.Duration, err error) {
+			g.metrics.BatchSize.Observe(float64(size))
+			g.metrics.BatchDuration.Observe(took.Seconds())
+			if err != nil {
+				g.metrics.BatchErrors.Inc()
+			}
+		},
+	}, logger)
+	js, err := jetstream.New(g.nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	g.pub = publish.New(g.store, js, publish.Options{
+		DSN: dsn, Stream: cfg.Stream, SubjectPrefix: cfg.SubjectPrefix, Metrics: g.metrics,
+	}, logger)
+	rcv := receiver.New(receiver.Options{
+		Store: g.store, Writer: g.writer, PublicURL: cfg.PublicBaseURL(),
+		UnknownKeyLimit: cfg.UnknownKeyLimit, IPRateLimit: cfg.IPRateLimit,
+		Metrics: g.metrics, Logger: logger, OnCommit: g.pub.Kick,
+	})
+	g.store.OnTriggerChange(rcv.Forget)
+	e := g.echo()
+	rcv.Register(e)
+	api.New(api.Options{
+		Store: g.store, PublicURL: cfg.PublicBaseURL(), Metrics: g.metrics, Logger: logger,
+		Ready: func(ctx context.Context) map[string]error {
+			return map[string]error{"database": g.db.PingContext(ctx), "nats": g.natsReady(ctx, js)}
+		},
+	}).Register(e)
+
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g.cancel = cancel
+	g.goBackground(func() { g.ensureStream(bg, js) })
+	g.goBackground(func() {
+		if err := g.pub.Run(bg); err != nil {
+			logger.Error("publisher stopped", slog.Any("err", err))
+		}
+	})
+	g.goBackground(func() {
+		err := store.Listen(bg, dsn, store.ChannelTriggers, logger, rcv.Invalidate, rcv.Reset)
+		if err != nil {
+			logger.Error("trigger change listener stopped", slog.Any("err", err))
+		}
+	})
+
+	g.ln, err = net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	g.srv = &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	go func() { g.served <- g.srv.Serve(g.ln) }() // owned by Shutdown, which waits on served
+	logger.Info("listening", slog.String("addr", g.ln.Addr().String()), slog.String("public_url", cfg.PublicBaseURL()))
+	return g, nil
+}
+
+// goBackground runs fn on a goroutine owned by the Gateway: Shutdown cancels
+// it and waits for it.
+func (g *Gateway) goBackground(fn func()) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		fn()
+	}()
+}
+
+// Addr returns the address the HTTP server listens on.
+func (g *Gateway) Addr() string { return g.ln.Addr().String() }
+
+// Served returns a channel that receives the HTTP server's error if it stops
+// on its own.
+func (g *Gateway) Served() <-chan error { return g.served }
+
+// NATSURL returns the URL of the NATS server in use.
+func (g *Gateway) NATSURL() string { return g.nc.ConnectedUrl() }
+
+func (g *Gateway) echo() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = problem.Handler(g.logger)
+	e.IPExtractor = ipExtractor(g.cfg.TrustedProxyPrefixes())
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+		g.logger.Error("panic", slog.String("path", c.Path()), slog.Any("err", err), slog.String("stack", string(stack)))
+		return err
+	}}))
+	return e
+}
+
+func (g *Gateway) startDatabase(ctx context.Context) (string, error) {
+	dsn := g.cfg.DatabaseURL
+	if dsn == "" {
+		pg, err := embedpg.Start(ctx, filepath.Join(g.cfg.DataDir, "postgres"), g.logger.With("component", "postgres"))
+		if err != nil {
+			return "", fmt.Errorf("embedded postgres: %w", err)
+		}
+		g.pg = pg
+		dsn = pg.URL()
+	}
+	db, err := sqlx.Open("postgres", dsn)
+	if err != nil {
+		return "", fmt.Errorf("open database: %w", err)
+	}
+	db.SetMaxOpenConns(g.cfg.DBMaxConns)
+	db.SetMaxIdleConns(g.cfg.DBMaxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	g.db = db
+	g.store = store.New(db)
+	pingCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := waitFor(pingCtx, func() error { return db.PingContext(pingCtx) }); err != nil {
+		return "", fmt.Errorf("connect to database: %w", err)
+	}
+	n, err := migrations.Up(ctx, db.DB)
+	if err != nil {
+		return "", err
+	}
+	if n > 0 {
+		g.logger.Info("migrated database", slog.Int("applied", n))
+	}
+	return dsn, nil
+}
+
+// waitFor retries fn until it succeeds or ctx is done.
+func waitFor(ctx context.Context, fn func() error) error {
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (g *Gateway) startNATS(ctx context.Context) error {
+	url := g.cfg.NATSURL
+	if url == "" {
+		ns, err := embednats.Start(ctx, filepath.Join(g.cfg.DataDir, "nats"), g.logger, embednats.Options{})
+		if err != nil {
+			return fmt.Errorf("embedded nats: %w", err)
+		}
+		g.ns = ns
+		url = ns.ClientURL()
+		// Other processes on this machine (inlet tail, the nats CLI) find
+		// the embedded server here.
+		if err := os.WriteFile(filepath.Join(g.cfg.DataDir, "nats.url"), []byte(url+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	nc, err := nats.Connect(url,
+		nats.Name("inlet"),
+		nats.RetryOnFailedConnect(true), // start, and accept webhooks, while NATS is down
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			g.logger.Warn("nats disconnected", slog.Any("err", err))
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { g.logger.Info("nats reconnected") }),
+	)
+	if err != nil {
+		return fmt.Errorf("connect to nats: %w", err)
+	}
+	g.nc = nc
+	return nil
+}
+
+// ensureStream creates the stream, retrying while NATS is unreachable.
+func (g *Gateway) ensureStream(ctx context.Context, js jetstream.JetStream) {
+	for delay := 250 * time.Millisecond; ; delay = min(delay*2, 10*time.Second) {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := publish.EnsureStream(sctx, js, g.cfg.Stream, g.cfg.SubjectPrefix)
+		cancel()
+		if err == nil {
+			return
+		}
+		g.logger.Warn("stream not ready", slog.String("stream", g.cfg.Stream), slog.Any("err", err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+func (g *Gateway) natsReady(ctx context.Context, js jetstream.JetStream) error {
+	if !g.nc.IsConnected() {
+		return errors.New("not connected")
+	}
+	if _, err := js.Stream(ctx, g.cfg.Stream); err != nil {
+		return fmt.Errorf("stream %s: %w", g.cfg.Stream, err)
+	}
+	return nil
+}
+
+func (g *Gateway) loadPacks(ctx context.Context) error {
+	packs, err := trigger.LoadPacks(g.cfg.PacksDir)
+	if err != nil {
+		return fmt.Errorf("load packs: %w", err)
+	}
+	created, total := 0, 0
+	for _, p := range packs {
+		for _, d := range p.Triggers {
+			c, err := g.store.UpsertDeclaration(ctx, d)
+			if err != nil {
+				return err
+			}
+			total++
+			if c {
+				created++
+			}
+		}
+	}
+	g.logger.Info("loaded packs", slog.Int("packs", len(packs)), slog.Int("triggers", total), slog.Int("created", created))
+	return nil
+}
+
+// tokenFile keeps the generated admin token of an embedded database beside
+// that database, which holds every webhook key and secret anyway, so that
+// `make run` can show it at every start.
+func (g *Gateway) tokenFile() string { return filepath.Join(g.cfg.DataDir, "admin-token") }
+
+func (g *Gateway) bootstrapToken(ctx context.Context) error {
+	if tok := string(g.cfg.AdminToken); tok != "" {
+		_, err := g.store.AddToken(ctx, "INLET_ADMIN_TOKEN", tok)
+		return err
+	}
+	n, err := g.store.CountLiveTokens(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		if g.pg != nil {
+			if b, err := os.ReadFile(g.tokenFile()); err == nil {
+				tok := strings.TrimSpace(string(b))
+				if ok, _ := g.store.CheckToken(ctx, tok); ok {
+					g.Token = trigger.Secret(tok)
+				}
+			}
+		}
+		return nil
+	}
+	_, tok, err := g.store.CreateToken(ctx, "admin")
+	if err != nil {
+		return err
+	}
+	g.Token = tok
+	if g.pg != nil {
+		return os.WriteFile(g.tokenFile(), []byte(string(tok)+"\n"), 0o600)
+	}
+	return nil
+}
+
+// Shutdown stops serving and drains everything in order: in-flight
+// requests, the write queue, the outbox; then NATS, the database and the
+// embedded servers.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	var errs []error
+	if err := g.srv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	g.writer.Close()
+	if err := g.pub.Flush(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("flush outbox: %w", err))
+	}
+	g.cancel()
+	g.wg.Wait()
+	g.stopServers(ctx)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	g.logger.Info("stopped")
+	return nil
+}
+
+func (g *Gateway) stopServers(ctx context.Context) {
+	if g.nc != nil {
+		// Drain flushes what the publisher sent; give it a bounded time.
+		if err := g.nc.Drain(); err == nil {
+			deadline := time.Now().Add(5 * time.Second)
+			for !g.nc.IsClosed() && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		g.nc.Close()
+	}
+	if g.db != nil {
+		g.db.Close()
+	}
+	if g.ns != nil {
+		g.ns.Shutdown()
+	}
+	if g.pg != nil {
+		if err := g.pg.Stop(ctx); err != nil {
+			g.logger.Warn("stop embedded postgres", slog.Any("err", err))
+		}
+	}
+}

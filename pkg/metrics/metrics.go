@@ -1,0 +1,93 @@
+// Package metrics defines the Prometheus collectors shared by the receiver,
+// the writer and the publisher. Labels carry trigger refs and outcomes only,
+// never a key, secret or client address.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics is one registry and its collectors. Create one per gateway so that
+// tests running several gateways in one process do not collide.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Requests        *prometheus.CounterVec   // trigger, outcome
+	RequestDuration *prometheus.HistogramVec // outcome
+	AuditDropped    prometheus.Counter
+	WriteQueue      prometheus.GaugeFunc
+	BatchSize       prometheus.Histogram
+	BatchDuration   prometheus.Histogram
+	BatchErrors     prometheus.Counter
+	Published       prometheus.Counter
+	PublishErrors   prometheus.Counter
+	PublishLag      prometheus.Histogram
+	OutboxBacklog   prometheus.Gauge
+	OutboxOldest    prometheus.Gauge
+}
+
+// New registers the collectors, plus Go and process collectors, on a fresh
+// registry. queued reports the write queue's length.
+func New(queued func() float64) *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: r,
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "inlet_webhook_requests_total",
+			Help: "Requests to the webhook receiver by trigger ref (\"unknown\" for unknown keys) and outcome.",
+		}, []string{"trigger", "outcome"}),
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "inlet_webhook_request_duration_seconds",
+			Help:    "Time from a request's arrival to its answer, by outcome.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"outcome"}),
+		AuditDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "inlet_audit_dropped_total",
+			Help: "Audit records that could not be written (write queue full or database down).",
+		}),
+		WriteQueue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "inlet_write_queue_length",
+			Help: "Records waiting for the group-commit writer.",
+		}, queued),
+		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "inlet_write_batch_size",
+			Help:    "Records per group-commit transaction.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
+		BatchDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "inlet_write_batch_duration_seconds",
+			Help:    "Time to write and commit one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		BatchErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "inlet_write_batch_errors_total",
+			Help: "Batches whose transaction failed.",
+		}),
+		Published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "inlet_events_published_total",
+			Help: "Events acknowledged by JetStream.",
+		}),
+		PublishErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "inlet_publish_errors_total",
+			Help: "Publish attempts that failed and will be retried.",
+		}),
+		PublishLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "inlet_publish_lag_seconds",
+			Help:    "Time from an event's arrival to its acknowledgement by JetStream.",
+			Buckets: []float64{.001, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 120, 600},
+		}),
+		OutboxBacklog: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "inlet_outbox_backlog",
+			Help: "Stored events not yet published.",
+		}),
+		OutboxOldest: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "inlet_outbox_oldest_age_seconds",
+			Help: "Age of the oldest unpublished event, 0 when none.",
+		}),
+	}
+	r.MustRegister(m.Requests, m.RequestDuration, m.AuditDropped, m.WriteQueue, m.BatchSize, m.BatchDuration,
+		m.BatchErrors, m.Published, m.PublishErrors, m.PublishLag, m.OutboxBacklog, m.OutboxOldest,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

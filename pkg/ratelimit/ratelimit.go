@@ -1,0 +1,106 @@
+// Package ratelimit keeps token buckets per key (a webhook's trigger, a
+// source IP) with bounded memory: buckets that have refilled are dropped,
+// since a full bucket is indistinguishable from a new one, and the number of
+// buckets is capped.
+package ratelimit
+
+import (
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+const shards = 32
+
+// Set is a collection of token buckets by key. It is safe for concurrent use.
+type Set struct {
+	seed   maphash.Seed
+	shards [shards]shard
+	max    int // buckets per shard at most
+}
+
+type shard struct {
+	mu      sync.Mutex
+	buckets map[string]*rate.Limiter
+	swept   time.Time
+}
+
+// New returns a Set holding at most maxBuckets buckets.
+func New(maxBuckets int) *Set {
+	s := &Set{seed: maphash.MakeSeed(), max: max(1, maxBuckets/shards)}
+	for i := range s.shards {
+		s.shards[i].buckets = make(map[string]*rate.Limiter)
+	}
+	return s
+}
+
+// Allow takes a token from key's bucket, which refills at r per second up
+// to burst. If none is left it returns false and how long until one is.
+// A bucket whose rate or burst changed is adjusted in place.
+func (s *Set) Allow(key string, r rate.Limit, burst int, now time.Time) (bool, time.Duration) {
+	sh := &s.shards[maphash.String(s.seed, key)%shards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	lim, ok := sh.buckets[key]
+	if !ok {
+		sh.makeRoom(s.max, now)
+		lim = rate.NewLimiter(r, burst)
+		sh.buckets[key] = lim
+	} else if lim.Limit() != r || lim.Burst() != burst {
+		lim.SetLimitAt(now, r)
+		lim.SetBurstAt(now, burst)
+	}
+	res := lim.ReserveN(now, 1)
+	if !res.OK() {
+		return false, time.Duration(float64(time.Second) / float64(r))
+	}
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// Exhausted reports whether key's bucket is empty, without taking a token.
+func (s *Set) Exhausted(key string, now time.Time) bool {
+	sh := &s.shards[maphash.String(s.seed, key)%shards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	lim, ok := sh.buckets[key]
+	return ok && lim.TokensAt(now) < 1
+}
+
+// Len returns how many buckets are held.
+func (s *Set) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		n += len(sh.buckets)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// makeRoom drops full buckets once a minute, and when the shard is at its
+// cap; if it is still full, it drops arbitrary buckets (losing their state
+// is the price of bounded memory under a flood of distinct keys).
+func (sh *shard) makeRoom(max int, now time.Time) {
+	if len(sh.buckets) < max && now.Sub(sh.swept) < time.Minute {
+		return
+	}
+	sh.swept = now
+	for k, lim := range sh.buckets {
+		if lim.TokensAt(now) >= float64(lim.Burst()) {
+			delete(sh.buckets, k)
+		}
+	}
+	for k := range sh.buckets {
+		if len(sh.buckets) < max {
+			break
+		}
+		delete(sh.buckets, k)
+	}
+}

@@ -1,0 +1,61 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// Notification channels.
+const (
+	// ChannelTriggers carries the id of a trigger whose row or keys changed.
+	ChannelTriggers = "inlet_triggers"
+	// ChannelOutbox announces newly queued events.
+	ChannelOutbox = "inlet_outbox"
+)
+
+// Listen delivers notifications on channel to fn until ctx is done. When the
+// connection is lost, notifications may have been missed: onReset is called
+// after reconnecting (and once after the first connection), so that the
+// caller can resynchronise. fn and onReset run on Listen's goroutine.
+func Listen(ctx context.Context, dsn, channel string, logger *slog.Logger, fn func(payload string), onReset func()) error {
+	events := make(chan pq.ListenerEventType, 4)
+	l := pq.NewListener(dsn, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, err error) {
+		if err != nil {
+			logger.Warn("notification listener", slog.String("channel", channel), slog.Any("err", err))
+		}
+		select {
+		case events <- ev:
+		default:
+		}
+	})
+	defer l.Close()
+	if err := l.Listen(channel); err != nil {
+		return fmt.Errorf("listen %s: %w", channel, err)
+	}
+	onReset()
+	// A ping now and then detects a connection that died silently.
+	ping := time.NewTicker(30 * time.Second)
+	defer ping.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case n := <-l.Notify:
+			if n == nil { // reconnected: notifications may be lost
+				onReset()
+				continue
+			}
+			fn(n.Extra)
+		case ev := <-events:
+			if ev == pq.ListenerEventReconnected {
+				onReset()
+			}
+		case <-ping.C:
+			_ = l.Ping() // a failure shows up as a reconnect event
+		}
+	}
+}

@@ -1,0 +1,96 @@
+// Package store holds all of inlet's SQL: triggers, webhook keys and
+// settings, events, audit records, the outbox and API tokens. Methods are
+// safe for concurrent use; missing rows come back as ErrNotFound and unique
+// violations as ErrConflict.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+)
+
+// Sentinel errors.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("already exists")
+)
+
+// Store is inlet's PostgreSQL storage.
+type Store struct {
+	db      *sqlx.DB
+	changed func(triggerID int64)
+}
+
+// New returns a Store on db.
+func New(db *sqlx.DB) *Store { return &Store{db: db} }
+
+// OnTriggerChange sets fn to be called after every committed change to a
+// trigger or its keys made through this Store. Other instances learn of
+// the change through ChannelTriggers; this hook lets the instance that made
+// it apply it before answering, so its next request already sees it. Call
+// it before the Store is shared.
+func (s *Store) OnTriggerChange(fn func(triggerID int64)) { s.changed = fn }
+
+func (s *Store) triggerChanged(id int64) {
+	if s.changed != nil {
+		s.changed(id)
+	}
+}
+
+// DB returns the underlying pool.
+func (s *Store) DB() *sqlx.DB { return s.db }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// inTx runs fn in a transaction, committing when it returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// mapErr turns driver errors into the package's sentinels.
+func mapErr(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	var pe *pq.Error
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		return fmt.Errorf("%w: %s", ErrConflict, pe.Constraint)
+	}
+	return err
+}
+
+// IsUnavailable reports whether err means the database could not be reached
+// or stopped answering, as opposed to a query that failed on its own.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, sql.ErrConnDone) {
+		return true
+	}
+	var pe *pq.Error
+	if errors.As(err, &pe) {
+		// Class 08: connection exception; 57P: operator intervention
+		// (shutdown); 53: insufficient resources.
+		c := string(pe.Code)
+		return len(c) >= 2 && (c[:2] == "08" || c[:2] == "53" || c[:3] == "57P")
+	}
+	return true // network errors and the like
+}

@@ -1,0 +1,169 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Writer errors.
+var (
+	// ErrOverloaded means the write queue is full: shed the request.
+	ErrOverloaded = errors.New("write queue is full")
+	// ErrClosed means the writer no longer takes records.
+	ErrClosed = errors.New("writer is closed")
+)
+
+// Writer commits records in groups: each worker takes whatever is queued
+// (without waiting for more, so a lone request is written at once), writes it
+// in one transaction and answers each submitter after the commit.
+type Writer struct {
+	store    *Store
+	queue    chan *job
+	maxBatch int
+	timeout  time.Duration
+	logger   *slog.Logger
+	observe  func(size int, took time.Duration, err error)
+
+	mu     sync.RWMutex // guards closed against sends on a closed queue
+	closed bool
+	wg     sync.WaitGroup // the workers
+}
+
+type job struct {
+	rec  *Record
+	done chan outcome // buffered: a worker never blocks on a gone submitter
+}
+
+type outcome struct {
+	res Result
+	err error
+}
+
+// WriterOptions tune a Writer.
+type WriterOptions struct {
+	QueueLen int           // bounded queue; full means ErrOverloaded
+	Workers  int           // concurrent transactions
+	MaxBatch int           // records per transaction at most
+	Timeout  time.Duration // per transaction
+	// Observe, if set, is called after every batch.
+	Observe func(size int, took time.Duration, err error)
+}
+
+// NewWriter starts a Writer's workers. Close stops them after the queue is
+// drained.
+func NewWriter(s *Store, opts WriterOptions, logger *slog.Logger) *Writer {
+	if opts.QueueLen <= 0 {
+		opts.QueueLen = 4096
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 2
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 500
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	w := &Writer{
+		store: s, queue: make(chan *job, opts.QueueLen), maxBatch: opts.MaxBatch,
+		timeout: opts.Timeout, logger: logger.With("component", "writer"), observe: opts.Observe,
+	}
+	w.wg.Add(opts.Workers)
+	for range opts.Workers {
+		go w.work() // owned by w: Close waits for it
+	}
+	return w
+}
+
+// Submit queues rec and waits until it is committed, or failed, or ctx is
+// done. A record is committed whether or not its submitter still waits. It
+// returns ErrOverloaded at once when the queue is full.
+func (w *Writer) Submit(ctx context.Context, rec *Record) (Result, error) {
+	j := &job{rec: rec, done: make(chan outcome, 1)}
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return Result{}, ErrClosed
+	}
+	select {
+	case w.queue <- j:
+	default:
+		w.mu.RUnlock()
+		return Result{}, ErrOverloaded
+	}
+	w.mu.RUnlock()
+	select {
+	case o := <-j.done:
+		return o.res, o.err
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+}
+
+// Queued returns how many records wait for a worker.
+func (w *Writer) Queued() int { return len(w.queue) }
+
+// Close stops taking records, writes everything queued and waits for the
+// workers to finish.
+func (w *Writer) Close() {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+	w.mu.Unlock()
+	w.wg.Wait()
+}
+
+func (w *Writer) work() {
+	defer w.wg.Done()
+	batch := make([]*job, 0, w.maxBatch)
+	for j := range w.queue {
+		batch = append(batch[:0], j)
+	fill:
+		for len(batch) < w.maxBatch {
+			select {
+			case j, ok := <-w.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, j)
+			default:
+				break fill
+			}
+		}
+		w.flush(batch)
+	}
+}
+
+func (w *Writer) flush(batch []*job) {
+	recs := make([]*Record, len(batch))
+	for i, j := range batch {
+		recs[i] = j.rec
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	results, err := w.store.WriteBatch(ctx, recs)
+	cancel()
+	if w.observe != nil {
+		w.observe(len(batch), time.Since(start), err)
+	}
+	if err != nil && len(batch) > 1 && !IsUnavailable(err) {
+		// One bad record must not fail the others: write them one by one.
+		w.logger.Warn("batch failed, retrying records singly", slog.Int("size", len(batch)), slog.Any("err", err))
+		for _, j := range batch {
+			w.flush([]*job{j})
+		}
+		return
+	}
+	for i, j := range batch {
+		if err != nil {
+			j.done <- outcome{err: err}
+		} else {
+			j.done <- outcome{res: results[i]}
+		}
+	}
+}
