@@ -22,18 +22,19 @@ const (
 // after reconnecting (and once after the first connection), so that the
 // caller can resynchronise. fn and onReset run on Listen's goroutine.
 func Listen(ctx context.Context, dsn, channel string, logger *slog.Logger, fn func(payload string), onReset func()) error {
-	events := make(chan pq.ListenerEventType, 4)
-	l := pq.NewListener(dsn, 100*time.Millisecond, 5*time.Second, func(ev pq.ListenerEventType, err error) {
+	l := pq.NewListener(dsn, 100*time.Millisecond, 5*time.Second, func(_ pq.ListenerEventType, err error) {
 		if err != nil {
 			logger.Warn("notification listener", slog.String("channel", channel), slog.Any("err", err))
 		}
-		select {
-		case events <- ev:
-		default:
-		}
 	})
 	defer l.Close()
+	// Listen blocks until a first connection is made; only Close ends it.
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
 	if err := l.Listen(channel); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return fmt.Errorf("listen %s: %w", channel, err)
 	}
 	onReset()
@@ -45,15 +46,11 @@ func Listen(ctx context.Context, dsn, channel string, logger *slog.Logger, fn fu
 		case <-ctx.Done():
 			return nil
 		case n := <-l.Notify:
-			if n == nil { // reconnected: notifications may be lost
+			if n == nil { // reconnected: notifications may have been lost
 				onReset()
 				continue
 			}
 			fn(n.Extra)
-		case ev := <-events:
-			if ev == pq.ListenerEventReconnected {
-				onReset()
-			}
 		case <-ping.C:
 			_ = l.Ping() // a failure shows up as a reconnect event
 		}

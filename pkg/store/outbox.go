@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sort"
@@ -70,6 +71,18 @@ func (s *Store) ReleaseOutbox(ctx context.Context, seqs []int64) error {
 	return nil
 }
 
+// ResetOutboxClaims releases every claim. Only the leader publishes, so a
+// claim it finds is one whose answer was lost or one left by a leader that
+// died; releasing them keeps those rows from being overtaken by newer
+// events of their triggers. A former leader still sending is covered by
+// JetStream's de-duplication on Nats-Msg-Id.
+func (s *Store) ResetOutboxClaims(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE outbox SET claimed_until = '-infinity' WHERE claimed_until > now()`); err != nil {
+		return fmt.Errorf("reset outbox claims: %w", err)
+	}
+	return nil
+}
+
 // OutboxBacklog returns how many events wait to be published and when the
 // oldest of them was queued.
 func (s *Store) OutboxBacklog(ctx context.Context) (int64, *time.Time, error) {
@@ -121,7 +134,9 @@ func (l *Lease) Release() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if _, err := l.conn.ExecContext(ctx, `SELECT pg_advisory_unlock_all()`); err != nil {
-		_ = l.conn.Raw(func(any) error { return errors.New("discard") })
+		// Only ErrBadConn makes database/sql drop the connection instead of
+		// pooling it with the lock still held.
+		_ = l.conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
 	l.conn.Close()
 }

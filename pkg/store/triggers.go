@@ -17,14 +17,15 @@ import (
 // triggerRow is a triggers row with its current key.
 type triggerRow struct {
 	trigger.Trigger
+	SchemaJSON   []byte         `db:"payload_schema"` // NULL scans into a []byte, not a json.RawMessage
 	SettingsJSON []byte         `db:"webhook_settings"`
 	KeyText      sql.NullString `db:"key"`
 }
 
 func (r *triggerRow) decode() (trigger.Trigger, error) {
 	t := r.Trigger
-	if string(t.PayloadSchema) == "null" {
-		t.PayloadSchema = nil
+	if len(r.SchemaJSON) > 0 && string(r.SchemaJSON) != "null" {
+		t.PayloadSchema = r.SchemaJSON
 	}
 	t.Settings = trigger.DefaultSettings()
 	if err := json.Unmarshal(r.SettingsJSON, &t.Settings); err != nil {

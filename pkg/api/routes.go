@@ -1,0 +1,40 @@
+package api
+
+import (
+	"github.com/labstack/echo/v4"
+)
+
+// Register adds every route of the management API, the health and
+// readiness probes, /metrics and /api/v1/openapi.json to e. The receiver,
+// POST /api/v1/webhooks/:webhook_key, is registered by package receiver.
+//
+// Every route under /api/v1/triggers and /api/v1/events requires a bearer
+// token, checked before anything else, so that an unauthenticated request
+// gets 401 even for a path or method that does not exist there.
+func (a *API) Register(e *echo.Echo) {
+	e.GET("/healthz", a.healthz)
+	e.GET("/readyz", a.readyz)
+	e.GET("/metrics", a.metricsHandler())
+	e.GET("/api/v1/openapi.json", a.openAPIDocument)
+
+	// Group middleware also guards the group's catch-all 404, which Echo
+	// registers with it.
+	tr := e.Group("/api/v1/triggers", a.auth)
+	tr.GET("", a.listTriggers)
+	tr.POST("", a.createTrigger)
+	tr.GET("/:ref", a.getTrigger)
+	tr.DELETE("/:ref", a.deleteTrigger)
+	// Both spellings appear in the documents senders and operators follow.
+	for _, w := range []string{"/:ref/webhooks", "/:ref/webhook"} {
+		tr.GET(w, a.getWebhook)
+		tr.PATCH(w, a.patchWebhook)
+		tr.POST(w+"/enable", a.enableWebhook)
+		tr.POST(w+"/disable", a.disableWebhook)
+		tr.POST(w+"/regenerate", a.regenerateKey)
+		tr.GET(w+"/log", a.webhookLog)
+	}
+
+	ev := e.Group("/api/v1/events", a.auth)
+	ev.GET("", a.listEvents)
+	ev.GET("/:id", a.getEvent)
+}

@@ -1,0 +1,233 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/inlet-dev/inlet/pkg/trigger"
+)
+
+// MaxGraceSeconds bounds the grace periods of key regeneration and secret
+// rotation: seven days.
+const MaxGraceSeconds = 7 * 24 * 60 * 60
+
+// settingsFields are the members PATCH /api/v1/triggers/:ref/webhooks
+// accepts.
+var settingsFields = fieldSet{
+	"hmac": {
+		"enabled": nil, "algorithm": nil, "secret": nil, "preset": nil, "header": nil,
+		"tolerance_seconds": nil, "rotation_grace_seconds": nil,
+	},
+	"rate_limit":            {"enabled": nil, "requests": nil, "window_seconds": nil},
+	"ip_allowlist":          {"enabled": nil, "cidrs": nil},
+	"payload_size_limit_kb": nil,
+	"payload_mapping":       nil,
+	"delivery_id":           nil,
+}
+
+// settingsPatch is a partial change of webhook settings. A nil member, or
+// a member sent as null, is left as it is, except payload_mapping, where
+// null means an empty mapping.
+type settingsPatch struct {
+	HMAC        *hmacPatch        `json:"hmac"`
+	RateLimit   *rateLimitPatch   `json:"rate_limit"`
+	IPAllowlist *ipAllowlistPatch `json:"ip_allowlist"`
+	// PayloadSizeLimitKB is checked before Normalize, which would turn an
+	// explicit 0 into the default.
+	PayloadSizeLimitKB *int `json:"payload_size_limit_kb"`
+	// PayloadMapping is the member as sent, so that null (empty the
+	// mapping) and absent (keep it) differ; decodePatch fills it.
+	PayloadMapping json.RawMessage `json:"-"`
+	DeliveryID     *string         `json:"delivery_id"`
+}
+
+// decodePatch decodes a settings patch from raw, a JSON object whose
+// members were checked against settingsFields. prefix goes before field
+// names in errors.
+func decodePatch(raw json.RawMessage, prefix string) (*settingsPatch, error) {
+	var p settingsPatch
+	if err := unmarshalFields(raw, &p, prefix); err != nil {
+		return nil, err
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil {
+		return nil, err
+	}
+	if m, ok := members["payload_mapping"]; ok {
+		p.PayloadMapping = m
+	}
+	return &p, nil
+}
+
+type hmacPatch struct {
+	Enabled          *bool   `json:"enabled"`
+	Algorithm        *string `json:"algorithm"`
+	Secret           *string `json:"secret"`
+	Preset           *string `json:"preset"`
+	Header           *string `json:"header"`
+	ToleranceSeconds *int    `json:"tolerance_seconds"`
+	// RotationGraceSeconds is how long the replaced secret keeps
+	// verifying; nil means trigger.DefaultRotationGrace.
+	RotationGraceSeconds *int `json:"rotation_grace_seconds"`
+}
+
+type rateLimitPatch struct {
+	Enabled       *bool `json:"enabled"`
+	Requests      *int  `json:"requests"`
+	WindowSeconds *int  `json:"window_seconds"`
+}
+
+type ipAllowlistPatch struct {
+	Enabled *bool     `json:"enabled"`
+	CIDRs   *[]string `json:"cidrs"`
+}
+
+// apply merges p into s, then normalises and validates the result, at time
+// now. prefix is put before every field name in errors ("webhook." when
+// creating a trigger). It returns the secret it generated, if HMAC ends up
+// enabled without one, and every invalid field at once.
+//
+// A new secret that replaces a different one moves the old one to
+// PreviousSecret, which keeps verifying for the rotation grace (default
+// trigger.DefaultRotationGrace; 0 drops it at once).
+func (p *settingsPatch) apply(s *trigger.Settings, now time.Time, prefix string) (trigger.Secret, []trigger.FieldError) {
+	var errs []trigger.FieldError
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, trigger.FieldError{Field: prefix + field, Message: fmt.Sprintf(format, args...)})
+	}
+	oldSecret := s.HMAC.Secret
+	grace := trigger.DefaultRotationGrace
+	if h := p.HMAC; h != nil {
+		setIf(&s.HMAC.Enabled, h.Enabled)
+		setIf(&s.HMAC.Algorithm, h.Algorithm)
+		setIf(&s.HMAC.Preset, h.Preset)
+		setIf(&s.HMAC.Header, h.Header)
+		setIf(&s.HMAC.ToleranceSeconds, h.ToleranceSeconds)
+		if h.Secret != nil {
+			s.HMAC.Secret = trigger.Secret(*h.Secret)
+		}
+		if g := h.RotationGraceSeconds; g != nil {
+			if *g < 0 || *g > MaxGraceSeconds {
+				bad("hmac.rotation_grace_seconds", "must be between 0 and %d", MaxGraceSeconds)
+			}
+			grace = time.Duration(*g) * time.Second
+		}
+	}
+	if r := p.RateLimit; r != nil {
+		setIf(&s.RateLimit.Enabled, r.Enabled)
+		setIf(&s.RateLimit.Requests, r.Requests)
+		setIf(&s.RateLimit.WindowSeconds, r.WindowSeconds)
+	}
+	if l := p.IPAllowlist; l != nil {
+		setIf(&s.IPAllowlist.Enabled, l.Enabled)
+		if l.CIDRs != nil {
+			s.IPAllowlist.CIDRs = *l.CIDRs
+		}
+	}
+	if n := p.PayloadSizeLimitKB; n != nil {
+		if *n == 0 {
+			// Normalize would read 0 as "default"; a client that sends it
+			// means a limit of nothing, which is invalid. Negative values
+			// are left to Validate.
+			bad("payload_size_limit_kb", "must be between 1 and %d", trigger.MaxPayloadLimitKB)
+		}
+		s.PayloadSizeLimitKB = *n
+	}
+	if p.PayloadMapping != nil {
+		var m map[string]string
+		if err := json.Unmarshal(p.PayloadMapping, &m); err != nil {
+			bad("payload_mapping", "must be an object of output field to JSONPath expression")
+		}
+		s.PayloadMapping = m
+	}
+	setIf(&s.DeliveryID, p.DeliveryID)
+
+	var generated trigger.Secret
+	if s.HMAC.Enabled && s.HMAC.Secret == "" {
+		generated = trigger.NewSecret()
+		s.HMAC.Secret = generated
+	}
+	if s.HMAC.Secret != oldSecret && oldSecret != "" {
+		if s.HMAC.Secret != "" && grace > 0 {
+			exp := now.Add(grace).UTC()
+			s.HMAC.PreviousSecret, s.HMAC.PreviousSecretExpiresAt = oldSecret, &exp
+		} else {
+			s.HMAC.PreviousSecret, s.HMAC.PreviousSecretExpiresAt = "", nil
+		}
+	}
+	if s.HMAC.PreviousSecret != "" && (s.HMAC.PreviousSecretExpiresAt == nil || !now.Before(*s.HMAC.PreviousSecretExpiresAt)) {
+		// An expired previous secret verifies nothing; do not keep it.
+		s.HMAC.PreviousSecret, s.HMAC.PreviousSecretExpiresAt = "", nil
+	}
+
+	s.Normalize()
+	for _, f := range fieldErrors(s.Validate()) {
+		bad(f.Field, "%s", f.Message)
+	}
+	return generated, errs
+}
+
+func setIf[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// settingsView is the JSON form of webhook settings: the names PATCH
+// accepts, and never a secret.
+type settingsView struct {
+	HMAC               hmacView          `json:"hmac"`
+	RateLimit          trigger.RateLimit `json:"rate_limit"`
+	IPAllowlist        ipAllowlistView   `json:"ip_allowlist"`
+	PayloadSizeLimitKB int               `json:"payload_size_limit_kb"`
+	PayloadMapping     map[string]string `json:"payload_mapping"`
+	DeliveryID         string            `json:"delivery_id"`
+}
+
+type hmacView struct {
+	Enabled          bool   `json:"enabled"`
+	Algorithm        string `json:"algorithm"`
+	Preset           string `json:"preset"`
+	Header           string `json:"header"`
+	ToleranceSeconds int    `json:"tolerance_seconds"`
+	SecretSet        bool   `json:"secret_set"`
+	// Secret is shown only in the answer to the request that generated it.
+	Secret                  string     `json:"secret,omitempty"`
+	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at"`
+}
+
+type ipAllowlistView struct {
+	Enabled bool     `json:"enabled"`
+	CIDRs   []string `json:"cidrs"`
+}
+
+// viewSettings renders s as of now, without its secrets.
+func viewSettings(s trigger.Settings, now time.Time) settingsView {
+	v := settingsView{
+		HMAC: hmacView{
+			Enabled:          s.HMAC.Enabled,
+			Algorithm:        s.HMAC.Algorithm,
+			Preset:           s.HMAC.Preset,
+			Header:           s.HMAC.Header,
+			ToleranceSeconds: int(s.HMAC.Tolerance() / time.Second),
+			SecretSet:        s.HMAC.Secret != "",
+		},
+		RateLimit:          s.RateLimit,
+		IPAllowlist:        ipAllowlistView{Enabled: s.IPAllowlist.Enabled, CIDRs: s.IPAllowlist.CIDRs},
+		PayloadSizeLimitKB: s.PayloadSizeLimitKB,
+		PayloadMapping:     s.PayloadMapping,
+		DeliveryID:         s.DeliveryID,
+	}
+	if exp := s.HMAC.PreviousSecretExpiresAt; s.HMAC.PreviousSecret != "" && exp != nil && now.Before(*exp) {
+		e := exp.UTC()
+		v.HMAC.PreviousSecretExpiresAt = &e
+	}
+	if v.IPAllowlist.CIDRs == nil {
+		v.IPAllowlist.CIDRs = []string{}
+	}
+	if v.PayloadMapping == nil {
+		v.PayloadMapping = map[string]string{}
+	}
+	return v
+}

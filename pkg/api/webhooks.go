@@ -1,0 +1,257 @@
+package api
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/inlet-dev/inlet/pkg/problem"
+	"github.com/inlet-dev/inlet/pkg/store"
+	"github.com/inlet-dev/inlet/pkg/trigger"
+)
+
+// webhookState is the answer of enable and disable.
+type webhookState struct {
+	ID             int64   `json:"id"`
+	Ref            string  `json:"ref"`
+	WebhookEnabled bool    `json:"webhook_enabled"`
+	WebhookKey     *string `json:"webhook_key"`
+	WebhookURL     *string `json:"webhook_url"`
+}
+
+func (a *API) viewState(t trigger.Trigger) webhookState {
+	v := a.viewTrigger(t)
+	return webhookState{ID: v.ID, Ref: v.Ref, WebhookEnabled: v.WebhookEnabled, WebhookKey: v.WebhookKey, WebhookURL: v.WebhookURL}
+}
+
+// enableWebhook answers POST /api/v1/triggers/:ref/webhooks/enable.
+func (a *API) enableWebhook(c echo.Context) error {
+	t, err := a.findTrigger(c)
+	if err != nil {
+		return err
+	}
+	if t, err = a.store.EnableWebhook(c.Request().Context(), t.ID); err != nil {
+		return storeErr(err, "trigger")
+	}
+	a.log.Info("webhook enabled", "trigger_ref", t.Ref, "key_prefix", t.Key.Prefix())
+	return c.JSON(http.StatusOK, data{a.viewState(t)})
+}
+
+// disableWebhook answers POST /api/v1/triggers/:ref/webhooks/disable.
+func (a *API) disableWebhook(c echo.Context) error {
+	t, err := a.findTrigger(c)
+	if err != nil {
+		return err
+	}
+	if t, err = a.store.DisableWebhook(c.Request().Context(), t.ID); err != nil {
+		return storeErr(err, "trigger")
+	}
+	a.log.Info("webhook disabled", "trigger_ref", t.Ref, "key_prefix", t.Key.Prefix())
+	return c.JSON(http.StatusOK, data{a.viewState(t)})
+}
+
+type regenerateRequest struct {
+	GraceSeconds int `json:"grace_seconds"`
+}
+
+type regenerated struct {
+	WebhookKey           string     `json:"webhook_key"`
+	WebhookURL           string     `json:"webhook_url"`
+	PreviousKeyRevoked   bool       `json:"previous_key_revoked"`
+	PreviousKeyExpiresAt *time.Time `json:"previous_key_expires_at"`
+}
+
+// regenerateKey answers POST /api/v1/triggers/:ref/webhooks/regenerate.
+func (a *API) regenerateKey(c echo.Context) error {
+	b, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	var req regenerateRequest
+	if b != nil {
+		if err := decodeBody(b, fieldSet{"grace_seconds": nil}, &req); err != nil {
+			return err
+		}
+	}
+	if req.GraceSeconds < 0 || req.GraceSeconds > MaxGraceSeconds {
+		return invalid([]trigger.FieldError{{Field: "grace_seconds", Message: "must be between 0 and " + strconv.Itoa(MaxGraceSeconds)}})
+	}
+	t, err := a.findTrigger(c)
+	if err != nil {
+		return err
+	}
+	r, err := a.store.RegenerateKey(c.Request().Context(), t.ID, time.Duration(req.GraceSeconds)*time.Second)
+	if err != nil {
+		return storeErr(err, "trigger")
+	}
+	a.log.Info("webhook key regenerated", "trigger_ref", r.Trigger.Ref, "key_prefix", r.Trigger.Key.Prefix(),
+		"grace_seconds", req.GraceSeconds)
+	v := regenerated{
+		WebhookKey:           string(r.Trigger.Key),
+		WebhookURL:           *a.webhookURL(r.Trigger.Key),
+		PreviousKeyRevoked:   r.PreviousExpiresAt == nil,
+		PreviousKeyExpiresAt: r.PreviousExpiresAt,
+	}
+	return c.JSON(http.StatusOK, data{v})
+}
+
+// webhookView is the answer of GET and PATCH /api/v1/triggers/:ref/webhooks.
+type webhookView struct {
+	Enabled     bool         `json:"enabled"`
+	WebhookKey  *string      `json:"webhook_key"`
+	WebhookURL  *string      `json:"webhook_url"`
+	CreatedAt   *time.Time   `json:"created_at"`
+	LastUsedAt  *time.Time   `json:"last_used_at"`
+	TotalEvents int64        `json:"total_events"`
+	Settings    settingsView `json:"settings"`
+	Stats       webhookStats `json:"stats"`
+}
+
+type webhookStats struct {
+	// Requests counts the receiver's answers per outcome, every outcome
+	// present.
+	Requests map[string]int64 `json:"requests"`
+}
+
+// viewWebhook renders t's webhook with its traffic statistics.
+func (a *API) viewWebhook(c echo.Context, t trigger.Trigger) (webhookView, error) {
+	st, err := a.store.Stats(c.Request().Context(), t.ID)
+	if err != nil {
+		return webhookView{}, storeErr(err, "trigger")
+	}
+	tv := a.viewTrigger(t)
+	v := webhookView{
+		Enabled:     t.WebhookEnabled,
+		WebhookKey:  tv.WebhookKey,
+		WebhookURL:  tv.WebhookURL,
+		CreatedAt:   t.WebhookCreatedAt,
+		LastUsedAt:  st.LastUsedAt,
+		TotalEvents: st.TotalEvents,
+		Settings:    viewSettings(t.Settings, a.now()),
+		Stats:       webhookStats{Requests: make(map[string]int64, len(problem.Outcomes))},
+	}
+	if v.CreatedAt != nil {
+		utc := v.CreatedAt.UTC()
+		v.CreatedAt = &utc
+	}
+	for _, o := range problem.Outcomes {
+		v.Stats.Requests[o] = st.Outcomes[o]
+	}
+	return v, nil
+}
+
+// getWebhook answers GET /api/v1/triggers/:ref/webhooks.
+func (a *API) getWebhook(c echo.Context) error {
+	t, err := a.findTrigger(c)
+	if err != nil {
+		return err
+	}
+	v, err := a.viewWebhook(c, t)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, data{v})
+}
+
+// patchWebhook answers PATCH /api/v1/triggers/:ref/webhooks. The change is
+// made under the trigger's row lock, and not at all when any field is
+// invalid.
+func (a *API) patchWebhook(c echo.Context) error {
+	b, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	if b == nil {
+		return problem.New(http.StatusBadRequest, problem.Invalid, "request body must be a JSON object")
+	}
+	if err := decodeBody(b, settingsFields, &struct{}{}); err != nil {
+		return err
+	}
+	p, err := decodePatch(b, "")
+	if err != nil {
+		return err
+	}
+	t, err := a.findTrigger(c)
+	if err != nil {
+		return err
+	}
+	var generated trigger.Secret
+	t, err = a.store.UpdateSettings(c.Request().Context(), t.ID, func(s *trigger.Settings) error {
+		var errs []trigger.FieldError
+		generated, errs = p.apply(s, a.now(), "")
+		if len(errs) > 0 {
+			return invalid(errs)
+		}
+		return nil
+	})
+	if err != nil {
+		return storeErr(err, "trigger")
+	}
+	a.log.Info("webhook settings updated", "trigger_ref", t.Ref, "secret_generated", generated != "")
+	v, err := a.viewWebhook(c, t)
+	if err != nil {
+		return err
+	}
+	v.Settings.HMAC.Secret = string(generated)
+	return c.JSON(http.StatusOK, data{v})
+}
+
+// Limits of list pages.
+const (
+	DefaultPageLimit = 50
+	MaxPageLimit     = 1000
+)
+
+// page reads the limit and cursor query parameters; bad values are a 400.
+func page(c echo.Context) (store.Page, error) {
+	p := store.Page{Limit: DefaultPageLimit}
+	if s := c.QueryParam("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxPageLimit {
+			return p, problem.New(http.StatusBadRequest, problem.Invalid, "limit must be an integer between 1 and %d", MaxPageLimit)
+		}
+		p.Limit = n
+	}
+	cur, err := store.ParseCursor(c.QueryParam("cursor"))
+	if err != nil {
+		return p, problem.New(http.StatusBadRequest, problem.Invalid, "invalid cursor")
+	}
+	p.Cursor = cur
+	return p, nil
+}
+
+func nextCursor(c *store.Cursor) *string {
+	if c == nil {
+		return nil
+	}
+	s := c.String()
+	return &s
+}
+
+// webhookLog answers GET /api/v1/triggers/:ref/webhooks/log.
+func (a *API) webhookLog(c echo.Context) error {
+	p, err := page(c)
+	if err != nil {
+		return err
+	}
+	outcome := c.QueryParam("outcome")
+	if outcome != "" && !slices.Contains(problem.Outcomes, outcome) {
+		return problem.New(http.StatusBadRequest, problem.Invalid, "unknown outcome; known: %s", strings.Join(problem.Outcomes, ", "))
+	}
+	t, err := a.findTrigger(c)
+	if err != nil {
+		return err
+	}
+	rows, next, err := a.store.ListAudit(c.Request().Context(), t.ID, outcome, p)
+	if err != nil {
+		return storeErr(err, "trigger")
+	}
+	if rows == nil {
+		rows = []store.Audit{}
+	}
+	return c.JSON(http.StatusOK, list{Data: rows, NextCursor: nextCursor(next)})
+}
