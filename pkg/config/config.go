@@ -82,6 +82,9 @@ type Config struct {
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 	// DBMaxConns caps the PostgreSQL connection pool.
 	DBMaxConns int `yaml:"db_max_conns"`
+	// PprofAddr, when set, serves net/http/pprof on this host:port (keep it
+	// on loopback); empty turns profiling off.
+	PprofAddr string `yaml:"pprof_addr"`
 }
 
 // Default returns the built-in defaults, which configs/inlet.yaml repeats.
@@ -197,6 +200,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("write_timeout", c.WriteTimeout),
 		slog.Duration("idle_timeout", c.IdleTimeout),
 		slog.Int("db_max_conns", c.DBMaxConns),
+		slog.String("pprof_addr", c.PprofAddr),
 	)
 }
 

@@ -69,6 +69,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.IdleTimeout }},
 		{"db_max_conns", "INLET_DB_MAX_CONNS", "", "maximum PostgreSQL connections",
 			func(c *Config) any { return &c.DBMaxConns }},
+		{"pprof_addr", "INLET_PPROF_ADDR", "", "serve net/http/pprof on this address (empty: off)",
+			func(c *Config) any { return &c.PprofAddr }},
 	}
 }
 

@@ -136,6 +136,13 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 		}
 	})
 
+	if cfg.PprofAddr != "" {
+		pln, err := net.Listen("tcp", cfg.PprofAddr)
+		if err != nil {
+			return nil, fmt.Errorf("listen on %s for pprof: %w", cfg.PprofAddr, err)
+		}
+		g.goBackground(func() { g.servePprof(bg, pln) })
+	}
 	g.ln, err = net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
