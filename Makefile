@@ -14,7 +14,7 @@ build:
 # .data/), load packs/, and print the admin token and a curl to try.
 run: build
 	@scripts/ensure-postgres.sh
-	$(BIN) serve
+	INLET_LOG_FORMAT=$${INLET_LOG_FORMAT:-text} $(BIN) serve
 
 # Every test, against real PostgreSQL and NATS: the ones on 127.0.0.1 when
 # they answer, otherwise servers the tests start themselves. Then a short

@@ -196,7 +196,7 @@ func (g *Gateway) echo() *echo.Echo {
 func (g *Gateway) startDatabase(ctx context.Context) (string, error) {
 	dsn := g.cfg.DatabaseURL
 	if dsn == "" {
-		pg, err := embedpg.Start(ctx, filepath.Join(g.cfg.DataDir, "postgres"), g.logger.With("component", "postgres"))
+		pg, err := embedpg.Start(ctx, filepath.Join(g.cfg.DataDir, "postgres"), g.logger)
 		if err != nil {
 			return "", fmt.Errorf("embedded postgres: %w", err)
 		}
