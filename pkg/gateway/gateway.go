@@ -66,8 +66,20 @@ type Gateway struct {
 // whatever it had started.
 func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gateway, err error) {
 	g = &Gateway{cfg: cfg, logger: logger, served: make(chan error, 1)}
+	// Take the port first: a busy port fails before anything is started.
+	if g.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
 	defer func() {
 		if err != nil {
+			g.ln.Close()
+			if g.cancel != nil {
+				g.cancel()
+				g.wg.Wait()
+			}
+			if g.writer != nil {
+				g.writer.Close()
+			}
 			g.stopServers(context.Background())
 		}
 	}()
@@ -142,10 +154,6 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 			return nil, fmt.Errorf("listen on %s for pprof: %w", cfg.PprofAddr, err)
 		}
 		g.goBackground(func() { g.servePprof(bg, pln) })
-	}
-	g.ln, err = net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
 	g.srv = &http.Server{
 		Handler:           e,

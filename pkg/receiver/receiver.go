@@ -135,7 +135,9 @@ func (h *Handler) Handle(c echo.Context) error {
 		err = store.ErrNotFound
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		h.unknown.Allow(rq.ip, h.unknownRate(), h.o.UnknownKeyLimit, rq.start)
+		if h.o.UnknownKeyLimit > 0 {
+			h.unknown.Allow(rq.ip, h.unknownRate(), h.o.UnknownKeyLimit, rq.start)
+		}
 		return h.reject(c, rq, problem.New(http.StatusNotFound, problem.NotFound, "no webhook with this key"))
 	}
 	if err != nil {
