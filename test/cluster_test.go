@@ -164,6 +164,7 @@ func TestNATSOutage(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "an empty outbox", func() bool { return e.count(`SELECT count(*) FROM outbox`) == 0 })
 	eventually(t, 10*time.Second, "/readyz to recover", func() bool { return e.do("GET", "/readyz", nil, nil).status == 200 })
+	e.stop() // before the NATS server it uses
 }
 
 func freePort(t *testing.T) int {

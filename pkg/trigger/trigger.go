@@ -20,7 +20,7 @@ type Trigger struct {
 	Pack          string          `db:"pack"`
 	Name          string          `db:"name"`
 	Description   string          `db:"description"`
-	PayloadSchema json.RawMessage `db:"payload_schema"`
+	PayloadSchema json.RawMessage `db:"-"`
 	// WebhookEnabled, Key and Settings are the webhook state that operators
 	// own; pack reloads never change them.
 	WebhookEnabled   bool       `db:"webhook_enabled"`
