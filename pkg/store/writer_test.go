@@ -1,0 +1,233 @@
+package store_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/inlet-dev/inlet/pkg/event"
+	"github.com/inlet-dev/inlet/pkg/store"
+	"github.com/inlet-dev/inlet/pkg/store/storetest"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+func record(triggerID int64, deliveryID string) *store.Record {
+	now := event.Time(time.Now())
+	ref := fmt.Sprintf("test.t%d", triggerID)
+	ev := &event.Event{
+		ID: event.MustNewID(now), TriggerID: triggerID, TriggerRef: ref, Source: event.Source,
+		Payload: json.RawMessage(`{"n":1}`), Metadata: json.RawMessage(`{}`), ReceivedAt: now,
+	}
+	if deliveryID != "" {
+		ev.DeliveryID = &deliveryID
+	}
+	return &store.Record{Event: ev, Audit: store.Audit{ReceivedAt: now, TriggerID: &triggerID, TriggerRef: &ref, Status: 200, Outcome: "accepted"}}
+}
+
+func count(t *testing.T, db *sqlx.DB, q string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.Get(&n, q, args...); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestWriteBatchDeduplicates(t *testing.T) {
+	db := storetest.New(t)
+	s := store.New(db)
+	ctx := context.Background()
+	first, second, other := record(1, "d-1"), record(1, "d-1"), record(2, "d-1")
+	res, err := s.WriteBatch(ctx, []*store.Record{first, second, other, record(1, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Duplicate || !res[1].Duplicate || res[1].EventID != first.Event.ID {
+		t.Errorf("same delivery id twice in one batch: results %+v, want the second a duplicate of %s", res[:2], first.Event.ID)
+	}
+	if res[2].Duplicate {
+		t.Error("the same delivery id on another trigger was taken for a duplicate")
+	}
+	// A later batch, as a redelivery.
+	again := record(1, "d-1")
+	res, err = s.WriteBatch(ctx, []*store.Record{again})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Duplicate || res[0].EventID != first.Event.ID {
+		t.Errorf("redelivery: %+v, want duplicate of %s", res[0], first.Event.ID)
+	}
+	if n := count(t, db, `SELECT count(*) FROM events`); n != 3 {
+		t.Errorf("events = %d, want 3", n)
+	}
+	if n := count(t, db, `SELECT count(*) FROM outbox`); n != 3 {
+		t.Errorf("outbox rows = %d, want 3 (none for duplicates)", n)
+	}
+	if n := count(t, db, `SELECT count(*) FROM audit_log WHERE outcome = 'duplicate' AND event_id = $1`, first.Event.ID); n != 2 {
+		t.Errorf("duplicate audit rows = %d, want 2", n)
+	}
+}
+
+func TestWriterCommitsBeforeAnswering(t *testing.T) {
+	db := storetest.New(t)
+	w := store.NewWriter(store.New(db), store.WriterOptions{}, slog.New(slog.DiscardHandler))
+	defer w.Close()
+	const goroutines, each = 32, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines*each)
+	for g := 0; g < goroutines; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				rec := record(int64(g), fmt.Sprintf("g%d-%d", g, i))
+				res, err := w.Submit(context.Background(), rec)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				// Acknowledged means committed: another connection sees it.
+				var n int
+				if err := db.Get(&n, `SELECT count(*) FROM events WHERE id = $1`, res.EventID); err != nil || n != 1 {
+					errs <- fmt.Errorf("event %s acknowledged but not visible (n=%d, err=%v)", res.EventID, n, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := count(t, db, `SELECT count(*) FROM events`); n != goroutines*each {
+		t.Errorf("events = %d, want %d", n, goroutines*each)
+	}
+	if n := count(t, db, `SELECT count(*) FROM audit_log`); n != goroutines*each {
+		t.Errorf("audit rows = %d, want %d", n, goroutines*each)
+	}
+}
+
+func TestWriterIsolatesABadRecord(t *testing.T) {
+	db := storetest.New(t)
+	w := store.NewWriter(store.New(db), store.WriterOptions{Workers: 1}, slog.New(slog.DiscardHandler))
+	defer w.Close()
+	// Hold the only worker on a row lock so the next three records queue
+	// up and are written as one batch.
+	tx := db.MustBegin()
+	tx.MustExec(`INSERT INTO events (id, trigger_id, trigger_ref, payload, metadata, delivery_id, received_at) VALUES ('evt_lock', 1, 'x.y', '{}', '{}', 'held', now())`)
+	held := make(chan error, 1)
+	go func() { _, err := w.Submit(context.Background(), record(1, "held")); held <- err }()
+	waitQueued(t, w, 0) // the worker has taken it and waits on the lock
+
+	bad := record(1, "")
+	bad.Event.Payload = json.RawMessage(`{not json`) // PostgreSQL's json input refuses it
+	recs := []*store.Record{record(1, ""), bad, record(1, "")}
+	var wg sync.WaitGroup
+	errs := make([]error, len(recs))
+	for i, r := range recs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = w.Submit(context.Background(), r)
+		}()
+	}
+	waitQueued(t, w, 3)
+	tx.Rollback()
+	<-held
+	wg.Wait()
+	if errs[1] == nil {
+		t.Error("the record PostgreSQL refuses was acknowledged")
+	}
+	if errs[0] != nil || errs[2] != nil {
+		t.Errorf("good records failed with the bad one: %v, %v", errs[0], errs[2])
+	}
+	if n := count(t, db, `SELECT count(*) FROM events WHERE id <> 'evt_lock' AND delivery_id IS DISTINCT FROM 'held'`); n != 2 {
+		t.Errorf("events = %d, want the 2 good ones", n)
+	}
+}
+
+// waitQueued waits until exactly n records wait in w's queue.
+func waitQueued(t *testing.T, w *store.Writer, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for w.Queued() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("queue length %d, want %d", w.Queued(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestWriterFailsEveryRecordWhenTheDatabaseIsGone(t *testing.T) {
+	db := storetest.New(t)
+	gone, err := sqlx.Open("postgres", "postgres://nobody@127.0.0.1:1/none?sslmode=disable&connect_timeout=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gone.Close()
+	w := store.NewWriter(store.New(gone), store.WriterOptions{Timeout: 2 * time.Second}, slog.New(slog.DiscardHandler))
+	defer w.Close()
+	var wg sync.WaitGroup
+	failures := make(chan error, 10)
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := w.Submit(context.Background(), record(1, "")); err != nil {
+				failures <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(failures)
+	n := 0
+	for err := range failures {
+		n++
+		if !store.IsUnavailable(err) {
+			t.Errorf("error %v is not reported as unavailable (the receiver answers 503 for those)", err)
+		}
+	}
+	if n != 10 {
+		t.Errorf("%d of 10 submits failed, want all", n)
+	}
+	_ = db
+}
+
+func TestWriterShedsWhenFull(t *testing.T) {
+	db := storetest.New(t)
+	// Hold the writer's only worker on a locked row so the queue fills.
+	s := store.New(db)
+	ctx := context.Background()
+	tx := db.MustBegin()
+	defer tx.Rollback()
+	w := store.NewWriter(s, store.WriterOptions{Workers: 1, QueueLen: 2, MaxBatch: 1}, slog.New(slog.DiscardHandler))
+	defer w.Close()
+	tx.MustExec(`INSERT INTO events (id, trigger_id, trigger_ref, payload, metadata, delivery_id, received_at) VALUES ('evt_lock', 1, 'x.y', '{}', '{}', 'held', now())`)
+	results := make(chan error, 5)
+	for i := 0; i < 4; i++ {
+		go func() {
+			_, err := w.Submit(ctx, record(1, "held")) // waits on the uncommitted unique key
+			results <- err
+		}()
+	}
+	deadline := time.After(10 * time.Second)
+	for w.Queued() < 2 {
+		select {
+		case <-deadline:
+			t.Fatal("the queue never filled")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if _, err := w.Submit(ctx, record(1, "")); !errors.Is(err, store.ErrOverloaded) {
+		t.Errorf("Submit on a full queue = %v, want ErrOverloaded at once", err)
+	}
+	tx.Rollback()
+}
