@@ -222,7 +222,8 @@ func twilioSignature(token, rawURL string, form []byte) string {
 	return base64.StdEncoding.EncodeToString(hmacOf(sha1.New, []byte(token), []byte(s)))
 }
 
-// Secrets in each sender's format.
+// randomHex returns n random bytes in hex. It and the functions below make
+// secrets in each sender's format.
 func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
@@ -320,8 +321,8 @@ var presetSenders = []presetSender{
 	},
 }
 
-// call is one request from a subtest to the shared gateway. Unlike env's
-// helpers it fails the subtest, not the test that made the env.
+// hookCall is one request from a subtest to the shared gateway. Unlike
+// env's helpers it fails the subtest, not the test that made the env.
 func hookCall(t *testing.T, e *env, method, path string, body []byte, header map[string]string) response {
 	t.Helper()
 	req, err := http.NewRequest(method, e.base+path, bytes.NewReader(body))
@@ -342,7 +343,7 @@ func hookCall(t *testing.T, e *env, method, path string, body []byte, header map
 	return r
 }
 
-// manage calls the management API and fails t unless it answers want.
+// manageAPI calls the management API and fails t unless it answers want.
 func manageAPI(t *testing.T, e *env, want int, method, path string, body any) map[string]any {
 	t.Helper()
 	b, err := json.Marshal(body)
