@@ -3,11 +3,12 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
 	"github.com/inlet-dev/inlet/pkg/event"
@@ -29,31 +30,47 @@ type Result struct {
 	Duplicate bool
 }
 
-const insertEvents = `
-INSERT INTO events (id, trigger_id, trigger_ref, source, payload, metadata, delivery_id, received_at)
-SELECT u.id, u.tid, u.ref, u.src, u.payload::json, u.metadata::json, u.did, u.at::timestamptz
-FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-	WITH ORDINALITY AS u(id, tid, ref, src, payload, metadata, did, at, ord)
-ORDER BY u.ord
-ON CONFLICT (trigger_id, delivery_id) WHERE delivery_id IS NOT NULL DO NOTHING
-RETURNING id`
-
-const selectDuplicates = `
-SELECT e.trigger_id, e.delivery_id, e.id FROM events e
-JOIN unnest($1::bigint[], $2::text[]) AS u(tid, did) ON e.trigger_id = u.tid AND e.delivery_id = u.did`
-
-const insertOutbox = `
-INSERT INTO outbox (event_id)
-SELECT u.id FROM unnest($1::text[]) WITH ORDINALITY AS u(id, ord) ORDER BY u.ord`
-
-const insertAudit = `
-INSERT INTO audit_log (received_at, trigger_id, trigger_ref, key_prefix, source_ip, user_agent,
-	status, outcome, detail, body_size, duration_ms, event_id)
-SELECT u.at::timestamptz, u.tid, u.ref, u.kp, u.ip, u.ua, u.st, u.oc, u.dt, u.bs, u.ms, u.eid
-FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-	$7::smallint[], $8::text[], $9::text[], $10::bigint[], $11::float8[], $12::text[])
-	WITH ORDINALITY AS u(at, tid, ref, kp, ip, ua, st, oc, dt, bs, ms, eid, ord)
-ORDER BY u.ord`
+// writeBatch stores a batch in one statement, which PostgreSQL runs as one
+// transaction: one round trip (with a prepared statement), one commit.
+//
+// Records repeating a (trigger, delivery id) of an earlier record of the
+// batch are left out of the events ($1-$8) by WriteBatch and marked in
+// $21. Every other event is inserted; one whose delivery id is already
+// stored, by a transaction committed before or concurrently, updates that
+// row to itself instead, which returns the stored row's id (and waits for a
+// concurrent inserter, as DO NOTHING would). So every event row of $1-$8
+// comes back from ins, and held names the event that holds each delivery:
+// the new one, or the first. New events get outbox rows in batch order;
+// every record gets its audit row ($9-$21), saying duplicate ($22) where
+// the event was not new. Only the events that were not new come back.
+const writeBatch = `
+WITH e AS (
+	SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+		WITH ORDINALITY AS u(id, tid, ref, src, payload, metadata, did, at, ord)
+), ins AS (
+	INSERT INTO events (id, trigger_id, trigger_ref, source, payload, metadata, delivery_id, received_at)
+	SELECT id, tid, ref, src, payload::json, metadata::json, did, at::timestamptz FROM e ORDER BY ord
+	ON CONFLICT (trigger_id, delivery_id) WHERE delivery_id IS NOT NULL
+	DO UPDATE SET delivery_id = EXCLUDED.delivery_id
+	RETURNING id, trigger_id, delivery_id
+), held AS (
+	SELECT e.ord, e.id, i.id AS held FROM e JOIN ins i ON i.trigger_id = e.tid AND i.delivery_id = e.did
+	UNION ALL
+	SELECT ord, id, id FROM e WHERE did IS NULL
+), queued AS (
+	INSERT INTO outbox (event_id) SELECT id FROM held WHERE held = id ORDER BY ord
+), audited AS (
+	INSERT INTO audit_log (received_at, trigger_id, trigger_ref, key_prefix, source_ip, user_agent,
+		status, outcome, detail, body_size, duration_ms, event_id)
+	SELECT a.at::timestamptz, a.tid, a.ref, a.kp, a.ip, a.ua, a.st,
+		CASE WHEN a.follows OR h.held <> h.id THEN $22 ELSE a.oc END, a.dt, a.bs, a.ms, h.held
+	FROM unnest($9::text[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[],
+		$15::smallint[], $16::text[], $17::text[], $18::bigint[], $19::float8[], $20::text[], $21::boolean[])
+		WITH ORDINALITY AS a(at, tid, ref, kp, ip, ua, st, oc, dt, bs, ms, eid, follows, ord)
+	LEFT JOIN held h ON h.id = a.eid
+	ORDER BY a.ord
+)
+SELECT id, held FROM held WHERE held <> id`
 
 const timeFormat = "2006-01-02T15:04:05.999999Z07:00"
 
@@ -63,154 +80,217 @@ const timeFormat = "2006-01-02T15:04:05.999999Z07:00"
 // instance, is not stored again: its Result names the first event and its
 // audit row says duplicate. Either every record is stored or none is.
 func (s *Store) WriteBatch(ctx context.Context, recs []*Record) ([]Result, error) {
-	results := make([]Result, len(recs))
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		if err := writeEvents(ctx, tx, recs, results); err != nil {
-			return err
-		}
-		return writeAudit(ctx, tx, recs, results)
-	})
+	return s.writeBatch(ctx, nil, recs)
+}
+
+// writeBatch runs WriteBatch through stmt, the prepared writeBatch, or
+// without preparing when stmt is nil.
+func (s *Store) writeBatch(ctx context.Context, stmt *sql.Stmt, recs []*Record) ([]Result, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	b := newBatch(recs)
+	results, err := b.write(ctx, s.db.DB, stmt)
 	if err != nil {
 		return nil, fmt.Errorf("write batch of %d: %w", len(recs), err)
 	}
 	return results, nil
 }
 
-func writeEvents(ctx context.Context, tx *sqlx.Tx, recs []*Record, results []Result) error {
-	var ids, refs, srcs, payloads, metas, ats []string
-	var tids []int64
-	var dids []sql.NullString
-	for _, r := range recs {
-		e := r.Event
-		if e == nil {
-			continue
-		}
-		ids = append(ids, e.ID)
-		tids = append(tids, e.TriggerID)
-		refs = append(refs, e.TriggerRef)
-		srcs = append(srcs, e.Source)
-		payloads = append(payloads, string(e.Payload))
-		metas = append(metas, string(e.Metadata))
-		ats = append(ats, e.ReceivedAt.UTC().Format(timeFormat))
-		if e.DeliveryID != nil {
-			dids = append(dids, sql.NullString{String: clean(*e.DeliveryID), Valid: true})
-		} else {
-			dids = append(dids, sql.NullString{})
-		}
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	var inserted []string
-	if err := tx.SelectContext(ctx, &inserted, insertEvents, pq.Array(ids), pq.Array(tids), pq.Array(refs),
-		pq.Array(srcs), pq.Array(payloads), pq.Array(metas), pq.Array(dids), pq.Array(ats)); err != nil {
-		return fmt.Errorf("insert events: %w", err)
-	}
-	if len(inserted) < len(ids) {
-		if err := resolveDuplicates(ctx, tx, recs, inserted, results); err != nil {
-			return err
-		}
-	}
-	fresh := make([]string, 0, len(ids))
-	for i, r := range recs {
-		if r.Event != nil && !results[i].Duplicate {
-			results[i].EventID = r.Event.ID
-			fresh = append(fresh, r.Event.ID)
-		}
-	}
-	if len(fresh) == 0 {
-		return nil
-	}
-	if _, err := tx.ExecContext(ctx, insertOutbox, pq.Array(fresh)); err != nil {
-		return fmt.Errorf("insert outbox: %w", err)
-	}
-	return nil
+// batch is the parameters of writeBatch for a group of records.
+type batch struct {
+	recs []*Record
+	// lead[i] is the index of the first record of the batch with record
+	// i's (trigger, delivery id): i itself, or an earlier one that i
+	// duplicates. -1 for a record without an event.
+	lead []int
+
+	// events, one per record that leads
+	ids, refs, srcs, payloads, metas, ats []string
+	tids                                  []int64
+	dids                                  nullStrings
+
+	// audit rows, one per record
+	aAts, kps, ips, uas, ocs, dts, eids []string
+	aTids                               nullInt64s
+	aRefs                               nullStrings
+	sts, bss                            []int64
+	mss                                 []float64
+	follows                             []bool
 }
 
-// resolveDuplicates marks the records whose event was not inserted and finds
-// the event that holds their delivery id.
-func resolveDuplicates(ctx context.Context, tx *sqlx.Tx, recs []*Record, inserted []string, results []Result) error {
-	ok := make(map[string]bool, len(inserted))
-	for _, id := range inserted {
-		ok[id] = true
+func newBatch(recs []*Record) *batch {
+	n := len(recs)
+	b := &batch{
+		recs: recs, lead: make([]int, n),
+		ids: make([]string, 0, n), refs: make([]string, 0, n), srcs: make([]string, 0, n),
+		payloads: make([]string, 0, n), metas: make([]string, 0, n), ats: make([]string, 0, n),
+		tids: make([]int64, 0, n), dids: make(nullStrings, 0, n),
+		aAts: make([]string, n), kps: make([]string, n), ips: make([]string, n), uas: make([]string, n),
+		ocs: make([]string, n), dts: make([]string, n), eids: make([]string, n),
+		aTids: make(nullInt64s, n), aRefs: make(nullStrings, n),
+		sts: make([]int64, n), bss: make([]int64, n), mss: make([]float64, n), follows: make([]bool, n),
 	}
-	var tids []int64
-	var dids []string
-	for _, r := range recs {
-		if r.Event != nil && !ok[r.Event.ID] && r.Event.DeliveryID != nil {
-			tids = append(tids, r.Event.TriggerID)
-			dids = append(dids, clean(*r.Event.DeliveryID))
-		}
-	}
-	var rows []struct {
-		TriggerID  int64  `db:"trigger_id"`
-		DeliveryID string `db:"delivery_id"`
-		ID         string `db:"id"`
-	}
-	if err := tx.SelectContext(ctx, &rows, selectDuplicates, pq.Array(tids), pq.Array(dids)); err != nil {
-		return fmt.Errorf("find duplicates: %w", err)
-	}
-	type dk struct {
+	type delivery struct {
 		tid int64
 		did string
 	}
-	first := make(map[dk]string, len(rows))
-	for _, r := range rows {
-		first[dk{r.TriggerID, r.DeliveryID}] = r.ID
-	}
+	var seen map[delivery]int
 	for i, r := range recs {
-		if r.Event == nil || ok[r.Event.ID] {
-			continue
+		b.lead[i] = -1
+		if e := r.Event; e != nil {
+			b.lead[i] = i
+			var did sql.NullString
+			if e.DeliveryID != nil {
+				did = sql.NullString{String: clean(*e.DeliveryID), Valid: true}
+				k := delivery{e.TriggerID, did.String}
+				if first, ok := seen[k]; ok {
+					b.lead[i] = first
+				} else {
+					if seen == nil {
+						seen = make(map[delivery]int)
+					}
+					seen[k] = i
+				}
+			}
+			if b.lead[i] == i {
+				b.ids = append(b.ids, e.ID)
+				b.tids = append(b.tids, e.TriggerID)
+				b.refs = append(b.refs, e.TriggerRef)
+				b.srcs = append(b.srcs, e.Source)
+				b.payloads = append(b.payloads, string(e.Payload))
+				b.metas = append(b.metas, string(e.Metadata))
+				b.ats = append(b.ats, e.ReceivedAt.UTC().Format(timeFormat))
+				b.dids = append(b.dids, did)
+			}
+			b.eids[i] = recs[b.lead[i]].Event.ID
+			b.follows[i] = b.lead[i] != i
 		}
-		if r.Event.DeliveryID == nil {
-			return fmt.Errorf("event %s was not inserted and has no delivery id", r.Event.ID)
-		}
-		id, found := first[dk{r.Event.TriggerID, clean(*r.Event.DeliveryID)}]
-		if !found {
-			return fmt.Errorf("event %s was not inserted and no event holds its delivery id", r.Event.ID)
-		}
-		results[i] = Result{EventID: id, Duplicate: true}
-	}
-	return nil
-}
-
-func writeAudit(ctx context.Context, tx *sqlx.Tx, recs []*Record, results []Result) error {
-	n := len(recs)
-	ats, refs, kps, ips, uas, ocs, dts := make([]string, n), make([]sql.NullString, n), make([]string, n),
-		make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	eids := make([]sql.NullString, n)
-	tids := make([]sql.NullInt64, n)
-	sts := make([]int64, n)
-	bss := make([]int64, n)
-	mss := make([]float64, n)
-	for i, r := range recs {
 		a := &r.Audit
-		if results[i].Duplicate {
-			a.Outcome = problem.Duplicate
-		}
-		if results[i].EventID != "" {
-			id := results[i].EventID
-			a.EventID = &id
-		}
-		ats[i] = a.ReceivedAt.UTC().Format(timeFormat)
+		b.aAts[i] = a.ReceivedAt.UTC().Format(timeFormat)
 		if a.TriggerID != nil {
-			tids[i] = sql.NullInt64{Int64: *a.TriggerID, Valid: true}
+			b.aTids[i] = sql.NullInt64{Int64: *a.TriggerID, Valid: true}
 		}
 		if a.TriggerRef != nil {
-			refs[i] = sql.NullString{String: *a.TriggerRef, Valid: true}
+			b.aRefs[i] = sql.NullString{String: *a.TriggerRef, Valid: true}
 		}
-		kps[i], ips[i], uas[i], ocs[i], dts[i] = clean(a.KeyPrefix), clean(a.SourceIP), clean(a.UserAgent), a.Outcome, clean(a.Detail)
-		sts[i], bss[i], mss[i] = int64(a.Status), a.BodySize, a.DurationMS
-		if a.EventID != nil {
-			eids[i] = sql.NullString{String: *a.EventID, Valid: true}
+		b.kps[i], b.ips[i], b.uas[i], b.ocs[i], b.dts[i] = clean(a.KeyPrefix), clean(a.SourceIP), clean(a.UserAgent), a.Outcome, clean(a.Detail)
+		b.sts[i], b.bss[i], b.mss[i] = int64(a.Status), a.BodySize, a.DurationMS
+	}
+	return b
+}
+
+func (b *batch) args() []any {
+	return []any{
+		pq.StringArray(b.ids), pq.Int64Array(b.tids), pq.StringArray(b.refs), pq.StringArray(b.srcs),
+		pq.StringArray(b.payloads), pq.StringArray(b.metas), b.dids, pq.StringArray(b.ats),
+		pq.StringArray(b.aAts), b.aTids, b.aRefs, pq.StringArray(b.kps), pq.StringArray(b.ips), pq.StringArray(b.uas),
+		pq.Int64Array(b.sts), pq.StringArray(b.ocs), pq.StringArray(b.dts), pq.Int64Array(b.bss),
+		pq.Float64Array(b.mss), pq.StringArray(b.eids), pq.BoolArray(b.follows), problem.Duplicate,
+	}
+}
+
+// write runs the statement and works out each record's result from the
+// event that holds its delivery. It also completes the records' audit
+// rows as they were stored (outcome, event id).
+func (b *batch) write(ctx context.Context, db *sql.DB, stmt *sql.Stmt) ([]Result, error) {
+	var rows *sql.Rows
+	var err error
+	if stmt != nil {
+		rows, err = stmt.QueryContext(ctx, b.args()...)
+	} else {
+		rows, err = db.QueryContext(ctx, writeBatch, b.args()...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	// held maps the events that were not new to the events holding their
+	// deliveries; every other event was inserted.
+	var held map[string]string
+	for rows.Next() {
+		if held == nil {
+			held = make(map[string]string)
+		}
+		var id, h string
+		if err := rows.Scan(&id, &h); err != nil {
+			return nil, err
+		}
+		held[id] = h
+	}
+	// The implicit transaction commits before the statement's last
+	// message, so no error here means committed.
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	results := make([]Result, len(b.recs))
+	for i, r := range b.recs {
+		a := &r.Audit
+		if l := b.lead[i]; l >= 0 {
+			lead := b.recs[l].Event.ID
+			h, ok := held[lead]
+			if !ok {
+				h = lead
+			}
+			results[i] = Result{EventID: h, Duplicate: b.follows[i] || h != lead}
+			a.EventID = &h
+			if results[i].Duplicate {
+				a.Outcome = problem.Duplicate
+			}
 		}
 	}
-	if _, err := tx.ExecContext(ctx, insertAudit, pq.Array(ats), pq.Array(tids), pq.Array(refs), pq.Array(kps),
-		pq.Array(ips), pq.Array(uas), pq.Array(sts), pq.Array(ocs), pq.Array(dts), pq.Array(bss),
-		pq.Array(mss), pq.Array(eids)); err != nil {
-		return fmt.Errorf("insert audit: %w", err)
+	return results, nil
+}
+
+// nullStrings is a text[] parameter whose invalid elements are NULL.
+type nullStrings []sql.NullString
+
+// Value implements driver.Valuer.
+func (a nullStrings) Value() (driver.Value, error) {
+	n := 2
+	for _, s := range a {
+		n += len(s.String) + 3
 	}
-	return nil
+	buf := make([]byte, 0, n)
+	buf = append(buf, '{')
+	for i, s := range a {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		if !s.Valid {
+			buf = append(buf, "NULL"...)
+			continue
+		}
+		buf = append(buf, '"')
+		for j := 0; j < len(s.String); j++ {
+			if c := s.String[j]; c == '"' || c == '\\' {
+				buf = append(buf, '\\')
+			}
+			buf = append(buf, s.String[j])
+		}
+		buf = append(buf, '"')
+	}
+	return string(append(buf, '}')), nil
+}
+
+// nullInt64s is a bigint[] parameter whose invalid elements are NULL.
+type nullInt64s []sql.NullInt64
+
+// Value implements driver.Valuer.
+func (a nullInt64s) Value() (driver.Value, error) {
+	buf := make([]byte, 0, 2+8*len(a))
+	buf = append(buf, '{')
+	for i, v := range a {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		if !v.Valid {
+			buf = append(buf, "NULL"...)
+			continue
+		}
+		buf = strconv.AppendInt(buf, v.Int64, 10)
+	}
+	return string(append(buf, '}')), nil
 }
 
 // clean makes s storable in a PostgreSQL text column: valid UTF-8, no NUL,

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"log/slog"
 	"sync"
@@ -30,6 +31,12 @@ type Writer struct {
 	mu     sync.RWMutex // guards closed against sends on a closed queue
 	closed bool
 	wg     sync.WaitGroup // the workers
+
+	// stmt is writeBatch prepared (database/sql prepares it again on each
+	// connection it runs on), so that a batch costs one round trip and no
+	// planning. Prepared by the first batch that finds the database up.
+	stmtMu sync.Mutex
+	stmt   *sql.Stmt
 }
 
 type job struct {
@@ -116,6 +123,22 @@ func (w *Writer) Close() {
 	}
 	w.mu.Unlock()
 	w.wg.Wait()
+	if w.stmt != nil {
+		w.stmt.Close()
+	}
+}
+
+// prepared returns the prepared writeBatch, or nil if it cannot be
+// prepared now; the batch then runs unprepared and reports why.
+func (w *Writer) prepared(ctx context.Context) *sql.Stmt {
+	w.stmtMu.Lock()
+	defer w.stmtMu.Unlock()
+	if w.stmt == nil {
+		if st, err := w.store.db.PrepareContext(ctx, writeBatch); err == nil {
+			w.stmt = st
+		}
+	}
+	return w.stmt
 }
 
 func (w *Writer) work() {
@@ -146,7 +169,7 @@ func (w *Writer) flush(batch []*job) {
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
-	results, err := w.store.WriteBatch(ctx, recs)
+	results, err := w.store.writeBatch(ctx, w.prepared(ctx), recs)
 	cancel()
 	if w.observe != nil {
 		w.observe(len(batch), time.Since(start), err)
