@@ -32,5 +32,14 @@ vet:
 fuzz:
 	@FUZZTIME=$(if $(filter command line,$(origin FUZZTIME)),$(FUZZTIME),1m) scripts/fuzz.sh
 
+# The long forms of the reliability tests: a real inlet killed (SIGKILL)
+# and stopped (SIGTERM) many times under load, NATS and PostgreSQL outages
+# of a minute, a scanner spraying random keys from random addresses for
+# minutes. Each logs the figures the README's Reliability section quotes.
+chaos:
+	@scripts/ensure-postgres.sh
+	INLET_CHAOS=long $(GO) test -count=1 -timeout 60m -v \
+		-run '^(TestChaos|TestNATSOutageUnderLoad|TestPostgresOutageUnderLoad|TestScannerMemory|TestLimiterSetsBounded)$$' ./test/
+
 clean:
 	rm -rf bin
