@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
+	"net/textproto"
+	"slices"
 	"strings"
 
 	"github.com/inlet-dev/inlet/pkg/payload"
@@ -27,28 +29,64 @@ var keptHeaders = []string{
 	"I-Twilio-Idempotency-Token",
 }
 
-// maxHeaderValue bounds what one kept header may add to an event.
-const maxHeaderValue = 256
+// header is a header name as spelled in the metadata, with the canonical
+// form net/http files it under.
+type header struct {
+	name, canonical string
+}
 
-func keptHeaderValues(h http.Header) map[string]string {
-	out := make(map[string]string, 4)
-	for _, name := range keptHeaders {
-		if v := h.Get(name); v != "" {
-			if len(v) > maxHeaderValue {
-				v = v[:maxHeaderValue]
-			}
-			out[name] = strings.ToValidUTF8(v, "\uFFFD")
-		}
+// canonicalHeaders returns names with their canonical forms, in the order
+// of names, so that a lookup is a map access rather than a
+// canonicalisation (an allocation for names like X-GitHub-Event) per name
+// per request.
+func canonicalHeaders(names []string) []header {
+	out := make([]header, len(names))
+	for i, n := range names {
+		out[i] = header{n, textproto.CanonicalMIMEHeaderKey(n)}
 	}
 	return out
 }
 
+// keptSorted is keptHeaders sorted by name: the order in which
+// encoding/json writes the keys of the metadata's headers object.
+var keptSorted = func() []header {
+	h := canonicalHeaders(keptHeaders)
+	slices.SortFunc(h, func(a, b header) int { return strings.Compare(a.name, b.name) })
+	return h
+}()
+
+// maxHeaderValue bounds what one kept header may add to an event.
+const maxHeaderValue = 256
+
+// keptHeader is one kept header of a request with its stored value.
+type keptHeader struct {
+	name, value string
+}
+
+// keptHeaderValues returns the kept headers present in h, sorted by name,
+// each value cut to maxHeaderValue bytes and made valid UTF-8. As with
+// h.Get, the first value of a repeated header counts.
+func keptHeaderValues(h http.Header, dst []keptHeader) []keptHeader {
+	for _, k := range keptSorted {
+		vs := h[k.canonical]
+		if len(vs) == 0 || vs[0] == "" {
+			continue
+		}
+		v := vs[0]
+		if len(v) > maxHeaderValue {
+			v = v[:maxHeaderValue]
+		}
+		dst = append(dst, keptHeader{k.name, strings.ToValidUTF8(v, "\uFFFD")})
+	}
+	return dst
+}
+
 // deliveryHeaders are tried in order when neither the trigger nor its
 // preset names where delivery ids come from.
-var deliveryHeaders = []string{
+var deliveryHeaders = canonicalHeaders([]string{
 	"X-GitHub-Delivery", "Webhook-Id", "Svix-Id", "X-Webhook-ID", "Idempotency-Key",
 	"X-Shopify-Event-Id", "I-Twilio-Idempotency-Token",
-}
+})
 
 // maxDeliveryID is the longest delivery id kept as is; longer ones are
 // replaced by their SHA-256, so an id costs bounded space but still dedupes.
@@ -81,8 +119,9 @@ func (w *webhook) deliveryID(h http.Header, body any) string {
 	case w.deliveryHdr != "":
 		id = h.Get(w.deliveryHdr)
 	default:
-		for _, name := range deliveryHeaders {
-			if id = h.Get(name); id != "" {
+		for _, k := range deliveryHeaders {
+			if vs := h[k.canonical]; len(vs) > 0 && vs[0] != "" {
+				id = vs[0]
 				break
 			}
 		}

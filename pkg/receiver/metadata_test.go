@@ -1,0 +1,115 @@
+package receiver
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/inlet-dev/inlet/pkg/event"
+)
+
+// reference builds the metadata the way the receiver did before it
+// encoded it by hand: a map of h.Get values and json.Marshal.
+func reference(t *testing.T, md *metadata, h http.Header) []byte {
+	t.Helper()
+	headers := make(map[string]string)
+	for _, name := range keptHeaders {
+		if v := h.Get(name); v != "" {
+			if len(v) > maxHeaderValue {
+				v = v[:maxHeaderValue]
+			}
+			headers[name] = strings.ToValidUTF8(v, "\uFFFD")
+		}
+	}
+	b, err := json.Marshal(event.Metadata{
+		Source: event.Source, WebhookKeyPrefix: md.keyPrefix, ReceivedAt: md.receivedAt,
+		SourceIP: md.sourceIP, UserAgent: md.userAgent, DeliveryID: md.deliveryID, Headers: headers,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestAppendMetadata(t *testing.T) {
+	at := event.Time(time.Date(2026, 11, 22, 12, 0, 0, 123456789, time.UTC))
+	tests := []struct {
+		name string
+		md   metadata
+		h    http.Header
+	}{
+		{
+			name: "plain",
+			md:   metadata{keyPrefix: "wh_AbCdE", receivedAt: at, sourceIP: "192.0.2.1", userAgent: "GitHub-Hookshot/abc", deliveryID: "d-1"},
+			h: http.Header{
+				"Content-Type": {"application/json"}, "X-Github-Event": {"push"}, "X-Github-Delivery": {"d-1"},
+				"X-Hub-Signature-256": {"sha256=secret-looking"}, "Authorization": {"Bearer x"},
+			},
+		},
+		{
+			name: "no delivery id, no headers, whole second",
+			md:   metadata{keyPrefix: "wh_x", receivedAt: at.Truncate(time.Second), sourceIP: "::1"},
+			h:    http.Header{},
+		},
+		{
+			name: "escapes",
+			md: metadata{keyPrefix: "wh_<&>", receivedAt: at, sourceIP: "1.2.3.4",
+				userAgent: "a\"b\\c\b\f\n\r\t\x00\x01\x1f<script>&\u2028\u2029\xff\xfe é 😀", deliveryID: "\xc3"},
+			h: http.Header{
+				"X-Event-Type":    {"<b>&amp;</b>", "second value is ignored"},
+				"Idempotency-Key": {strings.Repeat("é", 200)}, // cut inside a character
+				"Webhook-Id":      {""},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.md.headers = keptHeaderValues(tt.h, nil)
+			got := appendMetadata(nil, &tt.md)
+			want := reference(t, &tt.md, tt.h)
+			if string(got) != string(want) {
+				t.Errorf("appendMetadata() =\n%s\nwant (json.Marshal)\n%s", got, want)
+			}
+		})
+	}
+}
+
+func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{"a", "Z", "0", " ", "\"", "\\", "/", "<", ">", "&", "\b", "\f", "\n", "\r", "\t",
+		"\x00", "\x1f", "\x7f", "é", "\u2028", "\u2029", "😀", "\xff", "\xc3", "\xe2\x80", "\ufffd"}
+	for i := 0; i < 5000; i++ {
+		var b strings.Builder
+		for n := rnd.IntN(12); n > 0; n-- {
+			b.WriteString(alphabet[rnd.IntN(len(alphabet))])
+		}
+		s := b.String()
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendJSONString(nil, s); string(got) != string(want) {
+			t.Fatalf("appendJSONString(%q) = %s, want %s", s, got, want)
+		}
+	}
+}
+
+func TestAppendAccepted(t *testing.T) {
+	at := event.Time(time.Date(2026, 11, 22, 12, 0, 0, 120000000, time.UTC))
+	for _, d := range []acceptedData{
+		{Duplicate: false, EventID: "evt_01JD3ZQ7B1XKQ2W5M8N9P0R4ST", ReceivedAt: at, TriggerRef: "github.push"},
+		{Duplicate: true, EventID: "evt_x", ReceivedAt: at.Truncate(time.Second), TriggerRef: "a<b>&c\"\\"},
+	} {
+		want, err := json.Marshal(accepted{Data: d})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, '\n') // Echo's c.JSON encodes with a json.Encoder
+		if got := appendAccepted(nil, &d); string(got) != string(want) {
+			t.Errorf("appendAccepted(%+v) = %s, want %s", d, got, want)
+		}
+	}
+}
