@@ -85,8 +85,10 @@ func (s *Set) Len() int {
 }
 
 // makeRoom drops full buckets once a minute, and when the shard is at its
-// cap; if it is still full, it drops arbitrary buckets (losing their state
-// is the price of bounded memory under a flood of distinct keys).
+// cap. If that frees too little, it drops arbitrary buckets down to seven
+// eighths of the cap, so that the next sweep is max/8 new keys away and a
+// flood of distinct keys costs O(1) per key, amortised. Losing those
+// buckets' state is the price of bounded memory under such a flood.
 func (sh *shard) makeRoom(max int, now time.Time) {
 	if len(sh.buckets) < max && now.Sub(sh.swept) < time.Minute {
 		return
@@ -97,8 +99,12 @@ func (sh *shard) makeRoom(max int, now time.Time) {
 			delete(sh.buckets, k)
 		}
 	}
+	if len(sh.buckets) < max {
+		return
+	}
+	keep := max - max/8 - 1
 	for k := range sh.buckets {
-		if len(sh.buckets) < max {
+		if len(sh.buckets) <= keep {
 			break
 		}
 		delete(sh.buckets, k)

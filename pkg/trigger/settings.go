@@ -131,6 +131,11 @@ func ParseCIDR(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, fmt.Errorf("%q is not a valid CIDR", s)
 	}
 	if p.Addr().Is4In6() {
+		// ::ffff:a.b.c.d/n is the IPv4 network a.b.c.d/(n-96); shorter
+		// prefixes reach beyond the mapped range and mean nothing here.
+		if p.Bits() < 96 {
+			return netip.Prefix{}, fmt.Errorf("%q is an IPv4-mapped network shorter than /96", s)
+		}
 		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 	}
 	return p.Masked(), nil
