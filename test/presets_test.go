@@ -1081,11 +1081,6 @@ func TestPresetRotationGrace(t *testing.T) {
 // svix-timestamp, svix-signature), so it should also de-duplicate them on
 // svix-id, their delivery id.
 func TestPresetStandardWebhooksSvixSpelling(t *testing.T) {
-	t.Skip("BUG: with preset standard-webhooks (and no delivery_id) the delivery id source is " +
-		"verify.DefaultDeliveryID(\"standard-webhooks\") = \"webhook-id\"; receiver.(*webhook).deliveryID reads only " +
-		"that header and does not fall back, so a delivery that verified with svix-id/svix-timestamp/svix-signature " +
-		"has no delivery id and every retry is stored and published again (2 events here, want 1). " +
-		"The preset's default should be whichever of webhook-id and svix-id was sent, as verifyStandard does for the signature.")
 	e := newEnv(t)
 	h := newHook(t, e, "standard-webhooks.message")
 	secret := standardSecret()

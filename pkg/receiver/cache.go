@@ -18,22 +18,23 @@ import (
 // webhook is a trigger's settings compiled for the hot path: CIDRs parsed,
 // JSONPath and schema compiled once per change, not per request.
 type webhook struct {
-	triggerID    int64
-	ref          string
-	enabled      bool
-	keyExpiresAt *time.Time
-	hmac         trigger.HMAC
-	hmacOn       bool
-	limit        int64
-	allow        []netip.Prefix // nil when the allowlist is off
-	rateOn       bool
-	rate         rate.Limit
-	burst        int
-	schema       *payload.Schema
-	mapping      *payload.Mapping // nil when there is no mapping
-	deliveryHdr  string
-	deliveryPath *payload.Path
-	loaded       time.Time
+	triggerID     int64
+	ref           string
+	enabled       bool
+	keyExpiresAt  *time.Time
+	hmac          trigger.HMAC
+	hmacOn        bool
+	limit         int64
+	allow         []netip.Prefix // nil when the allowlist is off
+	rateOn        bool
+	rate          rate.Limit
+	burst         int
+	schema        *payload.Schema
+	mapping       *payload.Mapping // nil when there is no mapping
+	deliveryHdr   string
+	deliveryExact bool // deliveryHdr was named by the operator: no fallback
+	deliveryPath  *payload.Path
+	loaded        time.Time
 }
 
 func compile(w store.Webhook, now time.Time) (*webhook, error) {

@@ -94,6 +94,10 @@ const maxDeliveryID = 200
 
 func (w *webhook) setDeliveryID(s trigger.Settings) error {
 	src := s.DeliveryID
+	// A header the operator names is the only one read. A preset's default
+	// header is tried first, then the well-known ones, because one scheme
+	// can arrive in two spellings (webhook-id and svix-id).
+	w.deliveryExact = src != ""
 	if src == "" && s.HMAC.Enabled {
 		src = verify.DefaultDeliveryID(s.HMAC.Preset)
 	}
@@ -110,7 +114,8 @@ func (w *webhook) setDeliveryID(s trigger.Settings) error {
 }
 
 // deliveryID finds a delivery's id: at the trigger's JSONPath in the body,
-// in its header, or else in the first well-known delivery header present.
+// in the header the operator named, or in the preset's header and else the
+// first well-known delivery header present.
 func (w *webhook) deliveryID(h http.Header, body any) string {
 	var id string
 	switch {
@@ -118,7 +123,8 @@ func (w *webhook) deliveryID(h http.Header, body any) string {
 		id, _ = w.deliveryPath.String(body)
 	case w.deliveryHdr != "":
 		id = h.Get(w.deliveryHdr)
-	default:
+	}
+	if id == "" && w.deliveryPath == nil && !w.deliveryExact {
 		for _, k := range deliveryHeaders {
 			if vs := h[k.canonical]; len(vs) > 0 && vs[0] != "" {
 				id = vs[0]
