@@ -855,10 +855,21 @@ func TestSenderGitHubWebhookPage(t *testing.T) {
 		}
 	}
 
-	pingID, ping := send("github/ping.json")
-	get(pingID)
-	if ev.Metadata.Headers["X-GitHub-Event"] != "ping" || ev.Metadata.DeliveryID != ping.get("X-GitHub-Delivery") {
-		t.Errorf("ping metadata = %+v, want X-GitHub-Event ping and its delivery id", ev.Metadata)
+	// The ping is answered 200, audited, and stored as no event.
+	ping := loadRecording(t, "github/ping.json")
+	r := h.post(ping.body, ping.signed(signGitHub(secret, ping, time.Now(), "")))
+	if r.status != 200 || !strings.Contains(string(r.body), `"ping":true`) {
+		t.Fatalf("ping answered %d %s, want 200 with ping true", r.status, r.body)
+	}
+	if n := e.count(`SELECT count(*) FROM events`); n != 0 {
+		t.Errorf("the ping stored %d events, want none", n)
+	}
+	if n := e.count(`SELECT count(*) FROM audit_log WHERE outcome = 'accepted' AND detail = 'answered GitHub ping'`); n != 1 {
+		t.Errorf("ping audit rows = %d, want 1", n)
+	}
+	unsigned := h.post(ping.body, map[string]string{"X-GitHub-Event": "ping", "Content-Type": "application/json"})
+	if unsigned.status != 401 {
+		t.Errorf("unsigned ping answered %d, want 401", unsigned.status)
 	}
 
 	jsonID, push := send("github/push.json")
@@ -890,7 +901,7 @@ func TestSenderGitHubWebhookPage(t *testing.T) {
 	}
 	// A redelivery from the settings page repeats X-GitHub-Delivery.
 	h.duplicate(h.post(form.body, form.signed(signGitHub(secret, form, time.Now(), ""))), formID)
-	h.settled(3)
+	h.settled(2)
 }
 
 // TestSlackURLVerification: saving the Request URL in a Slack app's Event

@@ -185,10 +185,15 @@ func (h *Handler) Handle(c echo.Context) error {
 	if err != nil {
 		return h.reject(c, rq, decodeProblem(err))
 	}
+	// Senders' handshakes are answered, audited and not stored as events:
+	// they are signed like deliveries but are not about anything.
 	if wh.hmacOn && wh.hmac.Preset == "slack" {
 		if challenge, ok := slackChallenge(value); ok {
-			return h.answerChallenge(c, rq, challenge)
+			return h.answerHandshake(c, rq, "answered Slack url_verification challenge", map[string]string{"challenge": challenge})
 		}
+	}
+	if wh.hmacOn && wh.hmac.Preset == "github" && r.Header.Get("X-GitHub-Event") == "ping" {
+		return h.answerHandshake(c, rq, "answered GitHub ping", map[string]any{"data": map[string]any{"ping": true, "trigger_ref": wh.ref}})
 	}
 	if wh.schema != nil {
 		if err := wh.schema.Validate(value); err != nil {
@@ -491,11 +496,13 @@ func slackChallenge(v any) (string, bool) {
 	return ch, ok
 }
 
-func (h *Handler) answerChallenge(c echo.Context, rq *request, challenge string) error {
-	rec := &store.Record{Audit: h.auditRow(rq, http.StatusOK, problem.Accepted, "answered Slack url_verification challenge")}
+// answerHandshake answers a sender's verified handshake with body, after
+// its audit row (outcome accepted, no event) is committed.
+func (h *Handler) answerHandshake(c echo.Context, rq *request, detail string, body any) error {
+	rec := &store.Record{Audit: h.auditRow(rq, http.StatusOK, problem.Accepted, detail)}
 	if _, err := h.o.Writer.Submit(c.Request().Context(), rec); err != nil {
 		return h.failed(c, rq, err)
 	}
 	h.observe(rq, http.StatusOK, problem.Accepted, "")
-	return c.JSON(http.StatusOK, map[string]string{"challenge": challenge})
+	return c.JSON(http.StatusOK, body)
 }
