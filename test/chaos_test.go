@@ -11,8 +11,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/inlet-dev/inlet/pkg/config"
 	"github.com/inlet-dev/inlet/pkg/embednats"
 	"github.com/inlet-dev/inlet/pkg/embednats/natstest"
 	"github.com/inlet-dev/inlet/pkg/embedpg"
@@ -330,12 +334,30 @@ func waitAccepted(t *testing.T, l *relLoad, n int64) {
 	})
 }
 
-// TestPostgresOutageUnderLoad stops PostgreSQL (a private server) while
-// signed webhooks keep coming. Every request is answered quickly, 200 or
-// 503 with Retry-After; goroutines and open files stay bounded; and when
-// PostgreSQL returns on the same data directory, inlet accepts again by
-// itself, without a restart, having lost nothing it acknowledged.
+// TestPostgresOutageUnderLoad takes a private PostgreSQL away while signed
+// webhooks keep coming, and unknown keys too (each needs a lookup). Every
+// request is answered quickly, 200 or 503 with Retry-After (404 for an
+// unknown key); goroutines and open files stay bounded; and when
+// PostgreSQL is back, inlet accepts again by itself, without a restart,
+// having lost nothing it acknowledged.
+//
+// "stopped" shuts PostgreSQL down and starts it again on the same data
+// directory: connections fail at once. "frozen" stops every PostgreSQL
+// process (SIGSTOP) and lets them go on (SIGCONT): connections hang, as
+// they do when the database host or the network to it fails.
 func TestPostgresOutageUnderLoad(t *testing.T) {
+	t.Run("stopped", func(t *testing.T) { testPostgresOutage(t, false) })
+	t.Run("frozen", func(t *testing.T) {
+		t.Skip("BUG: with PostgreSQL unresponsive (its processes stopped, as when the database host or the network to it fails) the receiver does not answer in bounded time. " +
+			"pkg/receiver accept() waits on Writer.Submit with the request's context, which has no deadline, and cache.get calls Store.LookupKey with the request's context too; " +
+			"lib/pq does not interrupt a blocked read when a context ends (its cancel request goes to the same unresponsive server), so the writer's 5s transaction timeout does not bound the wait either. " +
+			"With a 15s freeze: signed requests hung until the client gave up at 15s, unknown-key lookups took 10-15s, no 503 was sent, goroutines grew 77 -> 1180 and open files 48 -> 607. " +
+			"Fix: give the lookup and Submit a deadline (about 5s) and answer 503 with Retry-After when it passes; for TCP, also set connect_timeout and keepalives/tcp_user_timeout on the connections.")
+		testPostgresOutage(t, true)
+	})
+}
+
+func testPostgresOutage(t *testing.T, freeze bool) {
 	ctx := context.Background()
 	base := t.TempDir()
 	// The server runs as an unprivileged user when the tests run as root;
@@ -357,7 +379,11 @@ func TestPostgresOutageUnderLoad(t *testing.T) {
 		}
 	}
 	startPG()
-	t.Cleanup(func() { _ = pg.Stop(context.Background()) }) // after the gateway's cleanup
+	thaw := func() {}
+	t.Cleanup(func() { // after the gateway's cleanup
+		thaw()
+		_ = pg.Stop(context.Background())
+	})
 
 	// Each start of the private server listens in a fresh socket directory;
 	// inlet gets a fixed one whose socket is a link to the current server's.
@@ -382,7 +408,8 @@ func TestPostgresOutageUnderLoad(t *testing.T) {
 	dsn := "postgres://inlet@/inlet?host=" + link + "&port=5432&sslmode=disable"
 
 	ns := natstest.New(t)
-	e := startEnv(t, dsn, ns.URL, ns.Stream, ns.SubjectPrefix)
+	// Unknown keys are probed throughout: no budget for them.
+	e := startEnv(t, dsn, ns.URL, ns.Stream, ns.SubjectPrefix, func(c *config.Config) { c.UnknownKeyLimit = 0 })
 	dk, ds := relSignedTrigger(t, e.base, e.token, "myapp.deployment_complete", "")
 	gk, gs := relSignedTrigger(t, e.base, e.token, "github.push", "github")
 	l := newRelLoad(e.base, relDeploymentSender(dk, ds), relGitHubSender(gk, gs))
@@ -390,18 +417,27 @@ func TestPostgresOutageUnderLoad(t *testing.T) {
 	defer stop()
 	workers := relForm(8, 16)
 	wait := l.run(lctx, workers)
+	probes := probeUnknownKeys(lctx, e.base)
 	waitAccepted(t, l, 100)
 	before := relScrape(t, e.base)
 	baseGoroutines := relMetric(before, "go_goroutines")
 	baseFDs := relMetric(before, "process_open_fds")
 
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	if err := pg.Stop(sctx); err != nil {
-		t.Fatalf("stop PostgreSQL: %v", err)
+	if freeze {
+		procs := freezePostgres(t, postmasterPID(t, pg.Dir()))
+		thaw = func() {
+			for _, pid := range procs {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		}
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := pg.Stop(sctx); err != nil {
+			t.Fatalf("stop PostgreSQL: %v", err)
+		}
+		cancel()
 	}
-	cancel()
 	down := time.Now()
-	first := l.mark()
 	outage := relForm(5*time.Second, 60*time.Second)
 	var maxGoroutines, maxFDs float64
 	for time.Since(down) < outage {
@@ -410,35 +446,57 @@ func TestPostgresOutageUnderLoad(t *testing.T) {
 		maxFDs = max(maxFDs, relMetric(m, "process_open_fds"))
 		time.Sleep(100 * time.Millisecond) // sampling interval, not synchronisation
 	}
-	last := l.mark()
-	startPG()
-	relink()
+	if freeze {
+		thaw()
+		thaw = func() {}
+	} else {
+		startPG()
+		relink()
+	}
 	up := time.Now()
 	outageFor := up.Sub(down)
 	waitAccepted(t, l, 200)
 	recovered := time.Since(up)
 	stop()
 	wait()
+	unknown := <-probes
 
-	l.mu.Lock()
+	// Every request that was in flight at some time during the outage.
+	during := func(start time.Time, took time.Duration) bool {
+		return start.Before(up) && start.Add(took).After(down)
+	}
 	var unavailable, ok int
-	for _, a := range l.attempts[first:last] {
-		switch {
-		case a.status == http.StatusOK:
-			ok++
-		case a.status == http.StatusServiceUnavailable:
-			unavailable++
-			if ra, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || ra < 1 {
-				t.Errorf("503 with Retry-After %q, want a positive number of seconds", a.header.Get("Retry-After"))
-			}
-		default:
-			t.Errorf("request %s during the outage: %d %s %s, want 200 or 503", a.ua, a.status, a.problem, a.err)
+	var took []time.Duration
+	slow := 0
+	check := func(what string, start time.Time, d time.Duration, status int, header http.Header, want ...int) {
+		if !during(start, d) {
+			return
 		}
-		if a.took > 6*time.Second {
-			t.Errorf("request %s during the outage took %v, want under 6s", a.ua, a.took)
+		took = append(took, d)
+		if d > 6*time.Second && slow < 10 {
+			slow++
+			t.Errorf("%s during the outage took %v (answer %d), want under 6s", what, d.Round(time.Millisecond), status)
+		}
+		switch {
+		case status == http.StatusServiceUnavailable:
+			unavailable++
+			if ra, err := strconv.Atoi(header.Get("Retry-After")); err != nil || ra < 1 {
+				t.Errorf("%s: 503 with Retry-After %q, want a positive number of seconds", what, header.Get("Retry-After"))
+			}
+		case slices.Contains(want, status):
+			ok++
+		default:
+			t.Errorf("%s during the outage: answer %d, want %v or 503", what, status, want)
 		}
 	}
+	l.mu.Lock()
+	for _, a := range l.attempts {
+		check("request "+a.ua, a.start, a.took, a.status, a.header, http.StatusOK)
+	}
 	l.mu.Unlock()
+	for _, p := range unknown {
+		check("unknown key", p.start, p.took, p.status, p.header, http.StatusNotFound)
+	}
 	if unavailable == 0 {
 		t.Errorf("no request was answered 503 during a %v outage", outageFor)
 	}
@@ -454,8 +512,99 @@ func TestPostgresOutageUnderLoad(t *testing.T) {
 	ids, order := relStreamIDs(t, e.js, e.cfg.Stream, e.count(`SELECT count(*) FROM events`), 30*time.Second)
 	f := l.accountFor(t, e.db, ids, modeDBOutage)
 	l.checkOrder(t, order)
-	took := l.latencies(first, last)
-	t.Logf("figures (PostgreSQL outage of %v): %v; during the outage %d answered 503 and %d 200 (latency p50 %v, max %v), goroutines %v -> at most %v; accepting again %v after PostgreSQL returned",
-		outageFor.Round(100*time.Millisecond), f, unavailable, ok, relPercentile(took, .5).Round(time.Millisecond), relPercentile(took, 1).Round(time.Millisecond),
+	t.Logf("figures (PostgreSQL %s for %v): %v; during the outage %d answered 503 and %d 200 or 404 (latency p50 %v, max %v), goroutines %v -> at most %v; accepting again %v after PostgreSQL returned",
+		map[bool]string{false: "stopped", true: "frozen"}[freeze], outageFor.Round(100*time.Millisecond), f, unavailable, ok,
+		relPercentile(took, .5).Round(time.Millisecond), relPercentile(took, 1).Round(time.Millisecond),
 		baseGoroutines, maxGoroutines, recovered.Round(100*time.Millisecond))
+}
+
+// probe is one request with an unknown key and its answer.
+type probe struct {
+	start  time.Time
+	took   time.Duration
+	status int
+	header http.Header
+}
+
+// probeUnknownKeys posts a random unknown key every 50ms until ctx is done,
+// then sends what it saw. Its requests have the user agent "probe".
+func probeUnknownKeys(ctx context.Context, base string) <-chan []probe {
+	out := make(chan []probe, 1)
+	go func() { // owned by the caller, which receives from out
+		var ps []probe
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		client := &http.Client{Timeout: 30 * time.Second}
+		for i := 0; ctx.Err() == nil; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequest("POST", base+"/api/v1/webhooks/wh_"+trigger.RandomString(32), strings.NewReader(`{}`))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("User-Agent", "probe")
+				p := probe{start: time.Now()}
+				res, err := client.Do(req)
+				p.took = time.Since(p.start)
+				if err == nil {
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					p.status, p.header = res.StatusCode, res.Header
+				}
+				mu.Lock()
+				ps = append(ps, p)
+				mu.Unlock()
+			}()
+			relSleep(ctx, 50*time.Millisecond)
+		}
+		wg.Wait()
+		out <- ps
+	}()
+	return out
+}
+
+// freezePostgres stops the postmaster, so that it starts no more
+// processes, then every process it started (each backend runs in a
+// session of its own, so a process group signal would miss them), and
+// returns them all.
+func freezePostgres(t *testing.T, postmaster int) []int {
+	t.Helper()
+	if err := syscall.Kill(postmaster, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	procs := []int{postmaster}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // gone
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		i := strings.LastIndexByte(string(b), ')')
+		fields := strings.Fields(string(b[i+1:]))
+		if len(fields) < 2 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(fields[1]); ppid == postmaster {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			if syscall.Kill(pid, syscall.SIGSTOP) == nil {
+				procs = append(procs, pid)
+			}
+		}
+	}
+	return procs
+}
+
+// postmasterPID reads the pid of the postmaster serving the cluster in dir.
+func postmasterPID(t *testing.T, dir string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("postmaster.pid: %v", err)
+	}
+	return pid
 }
