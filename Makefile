@@ -28,6 +28,13 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 	$(GO) vet ./...
 
+# The load benchmark (not a test): inlet on embedded PostgreSQL and NATS (or
+# DATABASE_URL and NATS_URL), a bare Echo baseline and a load generator on
+# this machine, 3 rounds at 1, 64 and 256 connections; prints the table and
+# writes bench/results/. BENCH_FLAGS go to inlet-bench run. README: Performance.
+bench:
+	@GO=$(GO) scripts/bench.sh $(BENCH_FLAGS)
+
 # Fuzz every target for longer (FUZZTIME each, default here 1m).
 fuzz:
 	@FUZZTIME=$(if $(filter command line,$(origin FUZZTIME)),$(FUZZTIME),1m) scripts/fuzz.sh

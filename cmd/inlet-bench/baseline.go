@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// serveBaseline runs the yardstick: Echo v4 on the receiver's route,
+// reading the body through the same limit and answering a small JSON
+// object, with the http.Server timeouts inlet uses. Whatever inlet does
+// beyond this is the cost of its pipeline. It prints its address on the
+// first line of stdout and serves until ctx is done.
+func serveBaseline(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("baseline", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.POST("/api/v1/webhooks/:webhook_key", func(c echo.Context) error {
+		const limit = 1 << 20
+		body, err := io.ReadAll(io.LimitReader(c.Request().Body, limit+1))
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, map[string]any{"data": map[string]any{
+			"key": c.Param("webhook_key"), "received": len(body), "duplicate": false,
+		}})
+	})
+	srv := &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	fmt.Fprintln(stdout, ln.Addr().String())
+	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# bench.sh is `make bench`: it builds inlet and inlet-bench, then runs the
+# load benchmark (cmd/inlet-bench run), which starts inlet on a temporary
+# data directory (embedded PostgreSQL and NATS, or DATABASE_URL and NATS_URL
+# when set), a bare Echo baseline server and the load generator, prints the
+# table and writes bench/results/<run>.json and <run>.cpu.pprof.
+#
+# Arguments go to inlet-bench run, for example:
+#     scripts/bench.sh -rounds 5 -d 10s
+#     scripts/bench.sh -before /tmp/inlet-old   # also measure another build
+# The benchmark times things; `make test` does not run it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GO=${GO:-go}
+if [[ -z "${DATABASE_URL:-}" ]]; then
+	scripts/ensure-postgres.sh
+fi
+mkdir -p bin
+"$GO" build -trimpath -o bin/inlet ./cmd/inlet
+"$GO" build -trimpath -o bin/inlet-bench ./cmd/inlet-bench
+exec bin/inlet-bench run -inlet bin/inlet -packs packs -results bench/results "$@"
