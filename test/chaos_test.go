@@ -348,11 +348,13 @@ func waitAccepted(t *testing.T, l *relLoad, n int64) {
 func TestPostgresOutageUnderLoad(t *testing.T) {
 	t.Run("stopped", func(t *testing.T) { testPostgresOutage(t, false) })
 	t.Run("frozen", func(t *testing.T) {
-		t.Skip("BUG: with PostgreSQL unresponsive (its processes stopped, as when the database host or the network to it fails) the receiver does not answer in bounded time. " +
-			"pkg/receiver accept() waits on Writer.Submit with the request's context, which has no deadline, and cache.get calls Store.LookupKey with the request's context too; " +
-			"lib/pq does not interrupt a blocked read when a context ends (its cancel request goes to the same unresponsive server), so the writer's 5s transaction timeout does not bound the wait either. " +
-			"With a 15s freeze: signed requests hung until the client gave up at 15s, unknown-key lookups took 10-15s, no 503 was sent, goroutines grew 77 -> 1180 and open files 48 -> 607. " +
-			"Fix: give the lookup and Submit a deadline (about 5s) and answer 503 with Retry-After when it passes; for TCP, also set connect_timeout and keepalives/tcp_user_timeout on the connections.")
+		t.Skip("KNOWN LIMIT: with PostgreSQL unresponsive (SIGSTOP), requests are now answered within bounded time " +
+			"(a lookup waits at most 2s, a commit 4s, then a breaker answers 503 at once and probes one request at a time), " +
+			"and records whose submitter gave up are never written. What remains: the records of the transaction in flight " +
+			"when the database froze are answered 503 at the deadline but commit when it thaws, so their audit rows say 200 " +
+			"(the sender's retry is answered as a duplicate: nothing is lost or doubled); and goroutines/open files during the " +
+			"first seconds exceed this test's bounds (about 280 and 135). Closing it needs the transaction itself to fail: " +
+			"TCP keepalives/tcp_user_timeout on database connections, or a dialer with read deadlines.")
 		testPostgresOutage(t, true)
 	})
 }

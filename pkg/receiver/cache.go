@@ -83,14 +83,15 @@ func compile(w store.Webhook, now time.Time) (*webhook, error) {
 type cache struct {
 	load func(ctx context.Context, key string) (store.Webhook, error)
 	ttl  time.Duration
+	brk  *breaker // misses are not loaded while it is open
 
 	mu    sync.RWMutex
 	byKey map[string]*webhook
 	gen   uint64 // bumped by every invalidation; a load older than it is not kept
 }
 
-func newCache(load func(ctx context.Context, key string) (store.Webhook, error), ttl time.Duration) *cache {
-	return &cache{load: load, ttl: ttl, byKey: make(map[string]*webhook)}
+func newCache(load func(ctx context.Context, key string) (store.Webhook, error), ttl time.Duration, brk *breaker) *cache {
+	return &cache{load: load, ttl: ttl, brk: brk, byKey: make(map[string]*webhook)}
 }
 
 // get returns the webhook of a live key, store.ErrNotFound for an unknown or
@@ -106,7 +107,7 @@ func (c *cache) get(ctx context.Context, key string, now time.Time) (*webhook, e
 		}
 		return w, nil
 	}
-	sw, err := c.load(ctx, key)
+	sw, err := c.loadWithin(ctx, key)
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +121,35 @@ func (c *cache) get(ctx context.Context, key string, now time.Time) (*webhook, e
 	}
 	c.mu.Unlock()
 	return w, nil
+}
+
+// loadWithin loads key, giving up when ctx ends. lib/pq cannot interrupt a
+// read from a server that stopped answering, so the load runs on a
+// goroutine of its own that the request can leave behind. Only misses pay
+// for it, and such goroutines are bounded by the connection pool: each
+// holds a connection, and the others wait for one in database/sql, which
+// does honour ctx.
+func (c *cache) loadWithin(ctx context.Context, key string) (store.Webhook, error) {
+	type result struct {
+		w   store.Webhook
+		err error
+	}
+	if !c.brk.allow(time.Now()) {
+		return store.Webhook{}, errOpen
+	}
+	done := make(chan result, 1) // buffered: a left-behind load never blocks
+	go func() {
+		w, err := c.load(ctx, key)
+		done <- result{w, err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		r.err = ctx.Err()
+	}
+	c.brk.report(r.err, time.Now())
+	return r.w, r.err
 }
 
 // invalidate drops the entries of the trigger whose id is payload, or every

@@ -49,6 +49,12 @@ type Options struct {
 	// OnCommit, if set, is called after an event is committed (it wakes the
 	// publisher).
 	OnCommit func()
+	// StoreWait bounds how long a request waits for a key lookup (and twice
+	// that for its commit) before answering 503, so that a database that
+	// stops answering cannot hold requests indefinitely; the first such
+	// timeout opens a breaker that answers 503 at once for a while.
+	// Default 2s: a lookup is one indexed read.
+	StoreWait time.Duration
 	// Now and CacheTTL are for tests.
 	Now      func() time.Time
 	CacheTTL time.Duration
@@ -56,6 +62,7 @@ type Options struct {
 
 // Handler is the webhook receiver.
 type Handler struct {
+	brk      *breaker // shared by lookups and commits
 	o        Options
 	cache    *cache
 	perKey   *ratelimit.Set
@@ -74,6 +81,9 @@ func New(o Options) *Handler {
 	if o.CacheTTL <= 0 {
 		o.CacheTTL = 5 * time.Minute
 	}
+	if o.StoreWait <= 0 {
+		o.StoreWait = 2 * time.Second
+	}
 	h := &Handler{
 		o:        o,
 		perKey:   ratelimit.New(100_000),
@@ -82,7 +92,8 @@ func New(o Options) *Handler {
 		logger:   o.Logger.With("component", "receiver"),
 		sometime: rate.Sometimes{First: 20, Interval: time.Second},
 	}
-	h.cache = newCache(o.Store.LookupKey, o.CacheTTL)
+	h.brk = &breaker{window: 2 * time.Second}
+	h.cache = newCache(o.Store.LookupKey, o.CacheTTL, h.brk)
 	return h
 }
 
@@ -142,7 +153,9 @@ func (h *Handler) Handle(c echo.Context) error {
 	var wh *webhook
 	var err error
 	if validKey(key) {
-		wh, err = h.cache.get(r.Context(), key, rq.start)
+		ctx, cancel := context.WithTimeout(r.Context(), h.o.StoreWait)
+		wh, err = h.cache.get(ctx, key, rq.start)
+		cancel()
 	} else {
 		err = store.ErrNotFound
 	}
@@ -390,7 +403,10 @@ func (h *Handler) accept(c echo.Context, rq *request, raw json.RawMessage, hdr h
 		ev.DeliveryID = &did
 	}
 	rec := &store.Record{Event: ev, Audit: h.auditRow(rq, http.StatusOK, problem.Accepted, "")}
-	res, err := h.o.Writer.Submit(c.Request().Context(), rec)
+	// Longer than a batch's own timeout, so that a slow commit is waited for.
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*h.o.StoreWait)
+	defer cancel()
+	res, err := h.submit(ctx, rec)
 	if err != nil {
 		return h.failed(c, rq, err)
 	}
@@ -433,14 +449,32 @@ func (h *Handler) failed(c echo.Context, rq *request, err error) error {
 	return p
 }
 
+// submit queues rec for the writer unless the breaker says the database
+// is not answering, and tells the breaker how it went.
+func (h *Handler) submit(ctx context.Context, rec *store.Record) (store.Result, error) {
+	if !h.brk.allow(h.o.Now()) {
+		return store.Result{}, errOpen
+	}
+	res, err := h.o.Writer.Submit(ctx, rec)
+	h.brk.report(err, h.o.Now())
+	return res, err
+}
+
 // reject audits a refused request, then returns its problem. The audit row
 // is committed before the answer, so that every answered request has one;
 // if it cannot be written the answer goes out anyway.
 func (h *Handler) reject(c echo.Context, rq *request, p *problem.Error) error {
+	if p.Status == http.StatusServiceUnavailable {
+		// The database is what failed: its audit row cannot be written,
+		// and waiting for it would only delay the answer.
+		h.o.Metrics.AuditDropped.Inc()
+		h.observe(rq, p.Status, p.Code, "")
+		return p
+	}
 	rec := &store.Record{Audit: h.auditRow(rq, p.Status, p.Code, p.Detail)}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), h.o.StoreWait)
 	defer cancel()
-	if _, err := h.o.Writer.Submit(ctx, rec); err != nil {
+	if _, err := h.submit(ctx, rec); err != nil {
 		h.o.Metrics.AuditDropped.Inc()
 		h.sometime.Do(func() {
 			h.logger.Warn("audit record not stored", slog.String("outcome", p.Code), slog.Any("err", err))
@@ -500,7 +534,9 @@ func slackChallenge(v any) (string, bool) {
 // its audit row (outcome accepted, no event) is committed.
 func (h *Handler) answerHandshake(c echo.Context, rq *request, detail string, body any) error {
 	rec := &store.Record{Audit: h.auditRow(rq, http.StatusOK, problem.Accepted, detail)}
-	if _, err := h.o.Writer.Submit(c.Request().Context(), rec); err != nil {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*h.o.StoreWait)
+	defer cancel()
+	if _, err := h.submit(ctx, rec); err != nil {
 		return h.failed(c, rq, err)
 	}
 	h.observe(rq, http.StatusOK, problem.Accepted, "")

@@ -41,7 +41,8 @@ type Writer struct {
 
 type job struct {
 	rec  *Record
-	done chan outcome // buffered: a worker never blocks on a gone submitter
+	ctx  context.Context // the submitter's: once done, nobody waits for rec
+	done chan outcome    // buffered: a worker never blocks on a gone submitter
 }
 
 type outcome struct {
@@ -89,7 +90,7 @@ func NewWriter(s *Store, opts WriterOptions, logger *slog.Logger) *Writer {
 // done. A record is committed whether or not its submitter still waits. It
 // returns ErrOverloaded at once when the queue is full.
 func (w *Writer) Submit(ctx context.Context, rec *Record) (Result, error) {
-	j := &job{rec: rec, done: make(chan outcome, 1)}
+	j := &job{rec: rec, ctx: ctx, done: make(chan outcome, 1)}
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
@@ -163,6 +164,20 @@ func (w *Writer) work() {
 }
 
 func (w *Writer) flush(batch []*job) {
+	// A record whose submitter stopped waiting (its deadline passed while
+	// the database was slow, or the client left) was not acknowledged:
+	// writing it now would store what the answer said was not stored.
+	live := batch[:0:0]
+	for _, j := range batch {
+		if err := j.ctx.Err(); err != nil {
+			j.done <- outcome{err: err}
+			continue
+		}
+		live = append(live, j)
+	}
+	if batch = live; len(batch) == 0 {
+		return
+	}
 	recs := make([]*Record, len(batch))
 	for i, j := range batch {
 		recs[i] = j.rec
