@@ -83,15 +83,16 @@ func compile(w store.Webhook, now time.Time) (*webhook, error) {
 type cache struct {
 	load func(ctx context.Context, key string) (store.Webhook, error)
 	ttl  time.Duration
-	brk  *breaker // misses are not loaded while it is open
+	wait time.Duration // a miss's lookup gives up after this
+	brk  *breaker      // misses are not loaded while it is open
 
 	mu    sync.RWMutex
 	byKey map[string]*webhook
 	gen   uint64 // bumped by every invalidation; a load older than it is not kept
 }
 
-func newCache(load func(ctx context.Context, key string) (store.Webhook, error), ttl time.Duration, brk *breaker) *cache {
-	return &cache{load: load, ttl: ttl, brk: brk, byKey: make(map[string]*webhook)}
+func newCache(load func(ctx context.Context, key string) (store.Webhook, error), ttl, wait time.Duration, brk *breaker) *cache {
+	return &cache{load: load, ttl: ttl, wait: wait, brk: brk, byKey: make(map[string]*webhook)}
 }
 
 // get returns the webhook of a live key, store.ErrNotFound for an unknown or
@@ -137,6 +138,8 @@ func (c *cache) loadWithin(ctx context.Context, key string) (store.Webhook, erro
 	if !c.brk.allow(time.Now()) {
 		return store.Webhook{}, errOpen
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.wait)
+	defer cancel()
 	done := make(chan result, 1) // buffered: a left-behind load never blocks
 	go func() {
 		w, err := c.load(ctx, key)

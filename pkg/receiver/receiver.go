@@ -93,7 +93,7 @@ func New(o Options) *Handler {
 		sometime: rate.Sometimes{First: 20, Interval: time.Second},
 	}
 	h.brk = &breaker{window: 2 * time.Second}
-	h.cache = newCache(o.Store.LookupKey, o.CacheTTL, h.brk)
+	h.cache = newCache(o.Store.LookupKey, o.CacheTTL, o.StoreWait, h.brk)
 	return h
 }
 
@@ -153,9 +153,7 @@ func (h *Handler) Handle(c echo.Context) error {
 	var wh *webhook
 	var err error
 	if validKey(key) {
-		ctx, cancel := context.WithTimeout(r.Context(), h.o.StoreWait)
-		wh, err = h.cache.get(ctx, key, rq.start)
-		cancel()
+		wh, err = h.cache.get(r.Context(), key, rq.start)
 	} else {
 		err = store.ErrNotFound
 	}

@@ -87,8 +87,9 @@ func NewWriter(s *Store, opts WriterOptions, logger *slog.Logger) *Writer {
 }
 
 // Submit queues rec and waits until it is committed, or failed, or ctx is
-// done. A record is committed whether or not its submitter still waits. It
-// returns ErrOverloaded at once when the queue is full.
+// done. A record whose ctx is done before a worker takes it is not written;
+// one already in a transaction is committed or not with it. It returns
+// ErrOverloaded at once when the queue is full.
 func (w *Writer) Submit(ctx context.Context, rec *Record) (Result, error) {
 	j := &job{rec: rec, ctx: ctx, done: make(chan outcome, 1)}
 	w.mu.RLock()

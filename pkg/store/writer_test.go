@@ -125,7 +125,7 @@ func TestWriterIsolatesABadRecord(t *testing.T) {
 	tx.MustExec(`INSERT INTO events (id, trigger_id, trigger_ref, payload, metadata, delivery_id, received_at) VALUES ('evt_lock', 1, 'x.y', '{}', '{}', 'held', now())`)
 	held := make(chan error, 1)
 	go func() { _, err := w.Submit(context.Background(), record(1, "held")); held <- err }()
-	waitQueued(t, w, 0) // the worker has taken it and waits on the lock
+	waitLockWait(t, db) // the worker has taken it and waits on the lock
 
 	bad := record(1, "")
 	bad.Event.Payload = json.RawMessage(`{not json`) // PostgreSQL's json input refuses it
@@ -151,6 +151,18 @@ func TestWriterIsolatesABadRecord(t *testing.T) {
 	}
 	if n := count(t, db, `SELECT count(*) FROM events WHERE id <> 'evt_lock' AND delivery_id IS DISTINCT FROM 'held'`); n != 2 {
 		t.Errorf("events = %d, want the 2 good ones", n)
+	}
+}
+
+// waitLockWait waits until a session of db's database waits on a lock.
+func waitLockWait(t *testing.T, db *sqlx.DB) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for count(t, db, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no session ever waited on the held lock")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
