@@ -95,6 +95,9 @@ func startEnv(t *testing.T, dsn, natsURL, stream, prefix string, opts ...option)
 	if err != nil {
 		t.Fatalf("start gateway: %v", err)
 	}
+	if cfg.PublicURL == "" {
+		cfg.HTTPAddr = g.Addr() // as the gateway does: URLs name the bound port
+	}
 	e := &env{t: t, cfg: cfg, g: g, base: "http://" + g.Addr(), token: string(g.Token), logs: logs}
 	if e.token == "" {
 		e.token = string(cfg.AdminToken)

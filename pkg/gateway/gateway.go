@@ -70,6 +70,12 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 	if g.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
+	if cfg.PublicURL == "" {
+		// Webhook URLs derived from the listen address name the port
+		// actually bound (":0" picks one).
+		cfg.HTTPAddr = g.ln.Addr().String()
+		g.cfg = cfg
+	}
 	defer func() {
 		if err != nil {
 			g.ln.Close()
