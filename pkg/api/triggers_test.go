@@ -52,7 +52,7 @@ func TestCreateTrigger(t *testing.T) {
 	}
 
 	// Enabled with HMAC and no secret: key and a secret shown once.
-	raw = v.call(http.MethodPost, "/api/v1/triggers",
+	v.call(http.MethodPost, "/api/v1/triggers",
 		`{"ref":"custom.build","webhook":{"enabled":true,"hmac":{"enabled":true},"rate_limit":{"requests":5}}}`,
 		http.StatusCreated, &got)
 	d = got.Data
