@@ -15,6 +15,8 @@ import (
 
 	"github.com/PaesslerAG/gval"
 	"github.com/PaesslerAG/jsonpath"
+
+	"github.com/inlet-dev/inlet/pkg/jsontext"
 )
 
 // language is JSONPath (github.com/PaesslerAG/jsonpath) with filter
@@ -317,7 +319,7 @@ func (m *Mapping) Apply(v any) (json.RawMessage, error) {
 		if i > 0 {
 			out = append(out, ',')
 		}
-		out = appendString(out, f.name)
+		out = jsontext.AppendString(out, f.name)
 		out = append(out, ':')
 		if out, err = appendValue(out, r); err != nil {
 			return nil, fmt.Errorf("mapping field %q: encode value: %w", f.name, err)
