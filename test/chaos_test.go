@@ -87,14 +87,14 @@ func (r *chaosRig) waitAccepted(t *testing.T, n int64) {
 }
 
 // finish stops nothing but checks everything: it retries what the load left
-// unanswered, waits for the outbox to drain, stops inlet with SIGTERM and
+// unanswered, waits until every event is published, stops inlet with SIGTERM and
 // accounts for every request.
 func (r *chaosRig) finish(t *testing.T, mode accountMode) relFigures {
 	t.Helper()
 	r.load.resolve(t, 60*time.Second)
-	eventually(t, 60*time.Second, "the outbox to drain", func() bool {
+	eventually(t, 60*time.Second, "every event published", func() bool {
 		var n int
-		return r.db.Get(&n, `SELECT count(*) FROM outbox`) == nil && n == 0
+		return r.db.Get(&n, `SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`) == nil && n == 0
 	})
 	var events int
 	if err := r.db.Get(&events, `SELECT count(*) FROM events`); err != nil {
@@ -154,7 +154,7 @@ func testCrash(t *testing.T, bin string) {
 // testDrain stops inlet with SIGTERM under load, several times. Requests in flight when the signal arrives must be answered and
 // stored: some are held open mid-body (the server has asked for the body
 // with 100 Continue) and sent only once inlet refuses new connections.
-// No request without an answer may have been processed, and the outbox is
+// No request without an answer may have been processed, and every event is
 // empty when the process exits 0.
 func testDrain(t *testing.T, bin string) {
 	r := newChaosRig(t, bin)
@@ -183,8 +183,8 @@ func testDrain(t *testing.T, bin string) {
 			t.Fatalf("inlet exited with %d after SIGTERM, want 0:\n%s", code, relTail(r.p.logs.String(), 4000))
 		}
 		var n int
-		if err := r.db.Get(&n, `SELECT count(*) FROM outbox`); err != nil || n != 0 {
-			t.Errorf("outbox after a graceful stop holds %d events (%v), want 0", n, err)
+		if err := r.db.Get(&n, `SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`); err != nil || n != 0 {
+			t.Errorf("%d events unpublished after a graceful stop (%v), want 0", n, err)
 		}
 		r.p.start()
 	}
@@ -264,7 +264,7 @@ func (h *heldRequest) finish() *relAttempt {
 
 // TestNATSOutageUnderLoad stops NATS while signed webhooks keep coming:
 // every request is still answered 200, /readyz reports NATS down, events
-// queue in the outbox, and when NATS returns each is published exactly
+// wait in the database, and when NATS returns each is published exactly
 // once, in order per trigger.
 func TestNATSOutageUnderLoad(t *testing.T) {
 	dir := t.TempDir()
@@ -298,8 +298,8 @@ func TestNATSOutageUnderLoad(t *testing.T) {
 		waitAccepted(t, l, 50)
 	}
 	during = l.accepted.Load() - during
-	if n := e.count(`SELECT count(*) FROM outbox`); n < int(during)/2 {
-		t.Errorf("outbox holds %d events after %d were accepted with NATS down", n, during)
+	if n := e.count(`SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`); n < int(during)/2 {
+		t.Errorf("%d events wait to be published after %d were accepted with NATS down", n, during)
 	}
 
 	ns, err = embednats.Start(ctx, filepath.Join(dir, "nats"), nil, embednats.Options{Port: port})
@@ -312,7 +312,7 @@ func TestNATSOutageUnderLoad(t *testing.T) {
 	waitAccepted(t, l, 100)
 	stop()
 	wait()
-	eventually(t, 60*time.Second, "an empty outbox", func() bool { return e.count(`SELECT count(*) FROM outbox`) == 0 })
+	eventually(t, 60*time.Second, "every event published", func() bool { return e.count(`SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`) == 0 })
 	eventually(t, 10*time.Second, "/readyz to recover", func() bool { return e.do("GET", "/readyz", nil, nil).status == 200 })
 	ids, order := relStreamIDs(t, e.js, e.cfg.Stream, e.count(`SELECT count(*) FROM events`), 30*time.Second)
 	f := l.accountFor(t, e.db, ids, modeGraceful)
@@ -506,7 +506,7 @@ func testPostgresOutage(t *testing.T, freeze bool) {
 	}
 
 	l.resolve(t, 60*time.Second)
-	eventually(t, 60*time.Second, "an empty outbox", func() bool { return e.count(`SELECT count(*) FROM outbox`) == 0 })
+	eventually(t, 60*time.Second, "every event published", func() bool { return e.count(`SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`) == 0 })
 	ids, order := relStreamIDs(t, e.js, e.cfg.Stream, e.count(`SELECT count(*) FROM events`), 30*time.Second)
 	f := l.accountFor(t, e.db, ids, modeDBOutage)
 	l.checkOrder(t, order)

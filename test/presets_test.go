@@ -440,13 +440,13 @@ func (h *hook) messages() int {
 	return int(info.State.Subjects[subject])
 }
 
-// settled waits until every event of the trigger has left the outbox, then
+// settled waits until every event of the trigger is published, then
 // checks that the stream holds exactly one message per stored event.
 func (h *hook) settled(wantEvents int) {
 	h.t.Helper()
-	eventually(h.t, 10*time.Second, "the outbox of "+h.ref+" to drain", func() bool {
+	eventually(h.t, 10*time.Second, "every event of "+h.ref+" published", func() bool {
 		var n int
-		h.e.db.Get(&n, `SELECT count(*) FROM outbox o JOIN events ev ON ev.id = o.event_id WHERE ev.trigger_ref = $1`, h.ref)
+		h.e.db.Get(&n, `SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq) AND e.trigger_ref = $1`, h.ref)
 		return n == 0
 	})
 	if got := h.events(); got != wantEvents {

@@ -19,7 +19,7 @@ import (
 // TestNoSecretsLeak runs a gateway through accepted, refused and forged
 // requests and management calls, then searches everything it wrote for
 // every secret involved: the logs (at debug level), every row of audit_log,
-// events, outbox, triggers (but their settings, which hold the HMAC
+// events, publish_set_aside, triggers (but their settings, which hold the HMAC
 // secrets) and api_tokens, every stream message, /metrics and every
 // response body. Webhook keys may appear by their 8-character prefix only;
 // HMAC secrets, signatures, bearer tokens and Authorization, Cookie or
@@ -198,7 +198,7 @@ func TestNoSecretsLeak(t *testing.T) {
 	for _, q := range []string{
 		`SELECT t::text FROM audit_log t`,
 		`SELECT t::text FROM events t`,
-		`SELECT t::text FROM outbox t`,
+		`SELECT t::text FROM publish_set_aside t`,
 		`SELECT t::text FROM api_tokens t`,
 		`SELECT (to_jsonb(t) - 'webhook_settings')::text FROM triggers t`,
 	} {

@@ -322,7 +322,7 @@ func (in *inlet) scrape(ctx context.Context) (map[string]float64, error) {
 // JetStream.
 func (in *inlet) backlog(ctx context.Context) (int64, error) {
 	var n int64
-	err := in.db.QueryRowContext(ctx, `SELECT count(*) FROM outbox`).Scan(&n)
+	err := in.db.QueryRowContext(ctx, `SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`).Scan(&n)
 	return n, err
 }
 

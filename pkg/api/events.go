@@ -1,14 +1,18 @@
 package api
 
 import (
-	"encoding/json"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/inlet-dev/inlet/pkg/jsontext"
 	"github.com/inlet-dev/inlet/pkg/problem"
 	"github.com/inlet-dev/inlet/pkg/trigger"
 )
+
+// MaxListBytes is about how much event data one page of GET /api/v1/events
+// holds: a page stops, with a next_cursor, at the first event past it.
+const MaxListBytes = 8 << 20
 
 // listEvents answers GET /api/v1/events. Each event is the bytes of
 // event.Event.Marshal, the form published to NATS.
@@ -21,17 +25,24 @@ func (a *API) listEvents(c echo.Context) error {
 	if ref != "" && !trigger.ValidRef(ref) {
 		return problem.New(http.StatusBadRequest, problem.Invalid, `trigger must be a trigger ref such as "github.push"`)
 	}
-	evs, next, err := a.store.ListEvents(c.Request().Context(), ref, p)
+	evs, next, err := a.store.ListEvents(c.Request().Context(), ref, p, MaxListBytes)
 	if err != nil {
 		return storeErr(err, "event")
 	}
-	out := make([]json.RawMessage, len(evs))
+	body := append(make([]byte, 0, 4096), `{"data":[`...)
 	for i := range evs {
-		if out[i], err = evs[i].Marshal(); err != nil {
-			return err
+		if i > 0 {
+			body = append(body, ',')
 		}
+		body = evs[i].AppendJSON(body, false)
 	}
-	return c.JSON(http.StatusOK, list{Data: out, NextCursor: nextCursor(next)})
+	body = append(body, `],"next_cursor":`...)
+	if next != nil {
+		body = jsontext.AppendString(body, next.String())
+	} else {
+		body = append(body, "null"...)
+	}
+	return c.JSONBlob(http.StatusOK, append(body, "}\n"...))
 }
 
 // getEvent answers GET /api/v1/events/:id. The data member is written
@@ -41,13 +52,8 @@ func (a *API) getEvent(c echo.Context) error {
 	if err != nil {
 		return storeErr(err, "event")
 	}
-	b, err := ev.Marshal()
-	if err != nil {
-		return err
-	}
-	body := make([]byte, 0, len(b)+10)
-	body = append(body, `{"data":`...)
-	body = append(body, b...)
+	body := append(make([]byte, 0, len(ev.Payload)+len(ev.Metadata)+220), `{"data":`...)
+	body = ev.AppendJSON(body, false)
 	body = append(body, "}\n"...)
 	return c.JSONBlob(http.StatusOK, body)
 }

@@ -31,10 +31,7 @@ func TestGetEventIsByteIdenticalToMarshal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := ev.Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
+		want := ev.Marshal()
 		raw := v.call(http.MethodGet, "/api/v1/events/"+id, "", http.StatusOK, nil)
 		wantBody := append(append([]byte(`{"data":`), want...), "}\n"...)
 		if !bytes.Equal(raw, wantBody) {
@@ -54,7 +51,7 @@ func TestGetEventIsByteIdenticalToMarshal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, _ := ev.Marshal()
+		want := ev.Marshal()
 		if !bytes.Equal(got, want) {
 			t.Errorf("list item %d =\n%s\nwant\n%s", i, got, want)
 		}

@@ -8,10 +8,14 @@ package embednats
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -24,11 +28,21 @@ const DefaultHost = "127.0.0.1"
 // startTimeout bounds Start when ctx has no deadline.
 const startTimeout = 30 * time.Second
 
+// DefaultMaxPayload is the largest message the server takes when
+// Options.MaxPayload is zero: 8 MiB, the ceiling NATS recommends for
+// max_payload (its default is 1 MiB, its hard limit 64 MiB).
+const DefaultMaxPayload = 8 << 20
+
 // Options configures the client listener. The zero value listens on
-// 127.0.0.1 on a random free port.
+// 127.0.0.1 on a random free port, without authentication.
 type Options struct {
 	Host string // default DefaultHost
 	Port int    // 0 or -1: a random free port
+	// Token, when set, is required of every client (nats.Token), so that
+	// knowing the port is not enough to publish or to delete a stream.
+	Token string
+	// MaxPayload is the largest message in bytes, DefaultMaxPayload if 0.
+	MaxPayload int32
 }
 
 // Server is a running in-process NATS server. Its methods are safe for
@@ -61,6 +75,10 @@ func Start(ctx context.Context, dir string, logger *slog.Logger, opts Options) (
 		port = server.RANDOM_PORT
 	}
 
+	maxPayload := opts.MaxPayload
+	if maxPayload <= 0 {
+		maxPayload = DefaultMaxPayload
+	}
 	nopts := &server.Options{
 		// A fixed name keeps the JetStream store's identity across restarts.
 		ServerName: "inlet",
@@ -68,6 +86,9 @@ func Start(ctx context.Context, dir string, logger *slog.Logger, opts Options) (
 		Port:       port,
 		JetStream:  true,
 		StoreDir:   storeDir,
+		MaxPayload: maxPayload,
+		// The authorization token; empty means none.
+		Authorization: opts.Token,
 		// Signals belong to the gateway, which shuts the server down in order.
 		NoSigs: true,
 		Debug:  logger.Enabled(ctx, slog.LevelDebug),
@@ -139,4 +160,36 @@ func (s *Server) ClientURL() string {
 func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
+}
+
+// Files in inlet's data directory that let other local processes (inlet
+// tail, the nats CLI) reach the embedded server: its URL, and the token it
+// requires, readable by the owner only.
+const (
+	URLFile   = "nats.url"
+	TokenFile = "nats.token"
+)
+
+// LoadOrCreateToken returns the token kept in path, creating the file with
+// a new random token, readable by its owner only, when it is missing.
+func LoadOrCreateToken(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if tok := strings.TrimSpace(string(b)); tok != "" {
+			return tok, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read nats token: %w", err)
+	}
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(b)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write nats token: %w", err)
+	}
+	return tok, nil
 }

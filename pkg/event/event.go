@@ -7,11 +7,18 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"io"
+	"strconv"
 	"time"
+
+	"github.com/inlet-dev/inlet/pkg/jsontext"
 )
 
-// Source is the only event source inlet produces.
-const Source = "webhook"
+// Sources of events: a webhook delivery, or an operator's replay of an
+// earlier event.
+const (
+	Source       = "webhook"
+	SourceReplay = "replay"
+)
 
 // Event is a received webhook. Its JSON form is what GET /api/v1/events/:id
 // returns inside data and what is published to NATS, byte for byte.
@@ -45,8 +52,41 @@ type Metadata struct {
 // same text.
 func Time(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-// Marshal returns the event's JSON form.
-func (e *Event) Marshal() ([]byte, error) { return json.Marshal(e) }
+// Marshal returns the event's JSON form: the object GET /api/v1/events/:id
+// returns inside data and the body of its NATS message, byte for byte.
+func (e *Event) Marshal() []byte {
+	return e.AppendJSON(make([]byte, 0, len(e.Payload)+len(e.Metadata)+200), false)
+}
+
+// AppendJSON appends the event's JSON form to dst. Payload and Metadata
+// are written as they are, so they must hold compact JSON, which is how
+// the receiver stores them; text in them keeps the characters the sender
+// sent ("<" stays "<"). With omitPayload the payload is written as null,
+// for a bus that cannot carry it.
+func (e *Event) AppendJSON(dst []byte, omitPayload bool) []byte {
+	dst = append(dst, `{"id":`...)
+	dst = jsontext.AppendString(dst, e.ID)
+	dst = append(dst, `,"trigger_id":`...)
+	dst = strconv.AppendInt(dst, e.TriggerID, 10)
+	dst = append(dst, `,"trigger_ref":`...)
+	dst = jsontext.AppendString(dst, e.TriggerRef)
+	dst = append(dst, `,"source":`...)
+	dst = jsontext.AppendString(dst, e.Source)
+	dst = append(dst, `,"payload":`...)
+	dst = appendRaw(dst, e.Payload, omitPayload)
+	dst = append(dst, `,"metadata":`...)
+	dst = appendRaw(dst, e.Metadata, false)
+	dst = append(dst, `,"received_at":"`...)
+	dst = e.ReceivedAt.UTC().AppendFormat(dst, time.RFC3339Nano)
+	return append(dst, `"}`...)
+}
+
+func appendRaw(dst []byte, raw json.RawMessage, omit bool) []byte {
+	if omit || len(raw) == 0 {
+		return append(dst, "null"...)
+	}
+	return append(dst, raw...)
+}
 
 const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 

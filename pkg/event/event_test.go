@@ -3,8 +3,10 @@ package event
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"regexp"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -53,5 +55,27 @@ func TestTimeRoundsToMicroseconds(t *testing.T) {
 	want := time.Date(2026, 1, 2, 2, 4, 5, 123456000, time.UTC)
 	if !got.Equal(want) || got.Location() != time.UTC {
 		t.Errorf("Time(%v) = %v, want %v", in, got, want)
+	}
+}
+
+func TestAppendJSON(t *testing.T) {
+	e := Event{
+		ID: "evt_01M82NS00YAH7M2EGRPJ0KK79R", TriggerID: 7, TriggerRef: "myapp.deploy", Source: Source,
+		Payload:    []byte(`{"html":"<b>&</b>","n":1.50}`),
+		Metadata:   []byte(`{"source":"webhook"}`),
+		ReceivedAt: time.Date(2026, 11, 22, 22, 24, 37, 918325000, time.UTC),
+	}
+	want := `{"id":"evt_01M82NS00YAH7M2EGRPJ0KK79R","trigger_id":7,"trigger_ref":"myapp.deploy","source":"webhook",` +
+		`"payload":{"html":"<b>&</b>","n":1.50},"metadata":{"source":"webhook"},"received_at":"2026-11-22T22:24:37.918325Z"}`
+	if got := string(e.Marshal()); got != want {
+		t.Errorf("Marshal() =\n%s\nwant\n%s", got, want)
+	}
+	omitted := strings.Replace(want, `{"html":"<b>&</b>","n":1.50}`, "null", 1)
+	if got := string(e.AppendJSON(nil, true)); got != omitted {
+		t.Errorf("AppendJSON(omitPayload) =\n%s\nwant\n%s", got, omitted)
+	}
+	var back map[string]any
+	if err := json.Unmarshal(e.Marshal(), &back); err != nil {
+		t.Fatalf("Marshal() is not JSON: %v", err)
 	}
 }

@@ -122,7 +122,7 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	g.pub = publish.New(g.store, js, publish.Options{
-		DSN: dsn, Stream: cfg.Stream, SubjectPrefix: cfg.SubjectPrefix, Metrics: g.metrics,
+		Stream: cfg.Stream, SubjectPrefix: cfg.SubjectPrefix, Metrics: g.metrics,
 	}, logger)
 	rcv := receiver.New(receiver.Options{
 		Store: g.store, Writer: g.writer, PublicURL: cfg.PublicBaseURL(),
@@ -258,20 +258,29 @@ func waitFor(ctx context.Context, fn func() error) error {
 
 func (g *Gateway) startNATS(ctx context.Context) error {
 	url := g.cfg.NATSURL
+	var auth []nats.Option
 	if url == "" {
-		ns, err := embednats.Start(ctx, filepath.Join(g.cfg.DataDir, "nats"), g.logger, embednats.Options{})
+		// The embedded server listens on loopback, where any local
+		// process could otherwise publish forged events or delete the
+		// stream: it requires a token, kept beside the admin token.
+		token, err := embednats.LoadOrCreateToken(filepath.Join(g.cfg.DataDir, embednats.TokenFile))
+		if err != nil {
+			return fmt.Errorf("embedded nats: %w", err)
+		}
+		ns, err := embednats.Start(ctx, filepath.Join(g.cfg.DataDir, "nats"), g.logger, embednats.Options{Token: token})
 		if err != nil {
 			return fmt.Errorf("embedded nats: %w", err)
 		}
 		g.ns = ns
 		url = ns.ClientURL()
+		auth = append(auth, nats.Token(token))
 		// Other processes on this machine (inlet tail, the nats CLI) find
-		// the embedded server here.
-		if err := os.WriteFile(filepath.Join(g.cfg.DataDir, "nats.url"), []byte(url+"\n"), 0o644); err != nil {
+		// the embedded server here, and its token in TokenFile.
+		if err := os.WriteFile(filepath.Join(g.cfg.DataDir, embednats.URLFile), []byte(url+"\n"), 0o644); err != nil {
 			return err
 		}
 	}
-	nc, err := nats.Connect(url,
+	nc, err := nats.Connect(url, append(auth,
 		nats.Name("inlet"),
 		nats.RetryOnFailedConnect(true), // start, and accept webhooks, while NATS is down
 		nats.MaxReconnects(-1),
@@ -280,7 +289,7 @@ func (g *Gateway) startNATS(ctx context.Context) error {
 			g.logger.Warn("nats disconnected", slog.Any("err", err))
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { g.logger.Info("nats reconnected") }),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("connect to nats: %w", err)
 	}

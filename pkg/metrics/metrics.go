@@ -25,6 +25,10 @@ type Metrics struct {
 	PublishLag      prometheus.Histogram
 	OutboxBacklog   prometheus.Gauge
 	OutboxOldest    prometheus.Gauge
+	PayloadOmitted  prometheus.Counter
+	SetAsideTotal   prometheus.Counter
+	SetAside        prometheus.Gauge
+	DependencyUp    *prometheus.GaugeVec // dependency
 }
 
 // New registers the collectors, plus Go and process collectors, on a fresh
@@ -85,9 +89,26 @@ func New(queued func() float64) *Metrics {
 			Name: "inlet_outbox_oldest_age_seconds",
 			Help: "Age of the oldest unpublished event, 0 when none.",
 		}),
+		PayloadOmitted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "inlet_events_payload_omitted_total",
+			Help: "Events published with a null payload because they exceed the NATS server's max_payload.",
+		}),
+		SetAsideTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "inlet_publish_set_aside_total",
+			Help: "Events set aside because NATS refused them for a reason retrying cannot fix.",
+		}),
+		SetAside: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "inlet_publish_set_aside",
+			Help: "Events currently set aside, waiting for an operator.",
+		}),
+		DependencyUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "inlet_dependency_up",
+			Help: "Whether a dependency answered its last readiness check (1) or not (0).",
+		}, []string{"dependency"}),
 	}
 	r.MustRegister(m.Requests, m.RequestDuration, m.AuditDropped, m.WriteQueue, m.BatchSize, m.BatchDuration,
 		m.BatchErrors, m.Published, m.PublishErrors, m.PublishLag, m.OutboxBacklog, m.OutboxOldest,
+		m.PayloadOmitted, m.SetAsideTotal, m.SetAside, m.DependencyUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

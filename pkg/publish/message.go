@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,22 +20,24 @@ import (
 // a duplicate.
 const DuplicateWindow = 10 * time.Minute
 
+// OmittedHeader marks a message whose event was too large for the server:
+// its payload is null, and the header's value is the size in bytes of the
+// payload left out. Consumers read the whole event from the API.
+const OmittedHeader = "Inlet-Payload-Omitted"
+
 // Message builds the NATS message for e on subject "<prefix>.<trigger_ref>".
-// The body is e.Marshal(), the event exactly as the API returns it. Headers
-// carry Nats-Msg-Id (the event id, for JetStream de-duplication),
-// Content-Type and the CloudEvents binary-mode attributes ce-specversion,
-// ce-id, ce-type, ce-source and ce-time. It fails when the trigger ref
-// cannot be part of a NATS subject.
-func Message(prefix string, e *event.Event) (*nats.Msg, error) {
+// The body is the event exactly as the API returns it (e.AppendJSON), with
+// a null payload when omitPayload is set; headers carry Nats-Msg-Id (the
+// event id, for JetStream de-duplication), Content-Type, the CloudEvents
+// binary-mode attributes ce-specversion, ce-id, ce-type, ce-source and
+// ce-time, and OmittedHeader when the payload is left out. It fails when
+// the trigger ref cannot be part of a NATS subject.
+func Message(prefix string, e *event.Event, omitPayload bool) (*nats.Msg, error) {
 	if !validSubject(e.TriggerRef) {
-		return nil, fmt.Errorf("event %s: trigger ref %q is not a valid subject", e.ID, e.TriggerRef)
-	}
-	body, err := e.Marshal()
-	if err != nil {
-		return nil, fmt.Errorf("marshal event %s: %w", e.ID, err)
+		return nil, fmt.Errorf("trigger ref %q is not a valid NATS subject", e.TriggerRef)
 	}
 	m := nats.NewMsg(prefix + "." + e.TriggerRef)
-	m.Data = body
+	m.Data = e.AppendJSON(make([]byte, 0, len(e.Payload)+len(e.Metadata)+200), omitPayload)
 	// Set, not Header.Add: nats.Header keeps keys as given, and CloudEvents'
 	// NATS binding spells its attributes in lower case.
 	m.Header.Set(jetstream.MsgIDHeader, e.ID)
@@ -44,7 +47,26 @@ func Message(prefix string, e *event.Event) (*nats.Msg, error) {
 	m.Header.Set("ce-type", e.TriggerRef)
 	m.Header.Set("ce-source", "/inlet/triggers/"+e.TriggerRef)
 	m.Header.Set("ce-time", e.ReceivedAt.UTC().Format(time.RFC3339Nano))
+	if omitPayload {
+		m.Header.Set(OmittedHeader, strconv.Itoa(len(e.Payload)))
+	}
 	return m, nil
+}
+
+// Size is how many bytes of a server's max_payload m takes: its body and
+// its headers as the client writes them ("NATS/1.0\r\n", a "key: value\r\n"
+// line per value, a blank line).
+func Size(m *nats.Msg) int64 {
+	n := len(m.Data)
+	if len(m.Header) > 0 {
+		n += len("NATS/1.0\r\n") + len("\r\n")
+		for k, vs := range m.Header {
+			for _, v := range vs {
+				n += len(k) + len(": ") + len(v) + len("\r\n")
+			}
+		}
+	}
+	return int64(n)
 }
 
 // validSubject reports whether s can be published to as part of a subject:

@@ -1,14 +1,25 @@
-// Package publish relays committed events from the transactional outbox to
-// NATS JetStream, once each and in order per trigger.
+// Package publish relays committed events to NATS JetStream, once each and
+// in order per trigger.
+//
+// Events are published in the order of their position (store.Position: the
+// id of the transaction that stored them, then their sequence number), and
+// the database keeps how far publishing got. Nothing is inserted or deleted
+// per event: an accepted event's row is its own place in the queue.
 //
 // Across all instances on one database exactly one Publisher is the leader:
 // it holds a PostgreSQL advisory lock (LeaseID) and is the only one that
-// claims outbox rows. The others stand by and try to take the lock every two
-// seconds. The leader claims rows in seq order, publishes them asynchronously
-// with Nats-Msg-Id set to the event id, deletes the rows JetStream
-// acknowledged and releases the rest, stopping at the first failure so that
-// no event overtakes an earlier one of its trigger. JetStream's
-// de-duplication window covers an event published twice around a handover.
+// publishes. The others stand by and try to take the lock every two
+// seconds. The leader reads the events after its position, publishes them
+// asynchronously with Nats-Msg-Id set to the event id, and moves the
+// position past every event JetStream acknowledged, stopping at the first
+// failure so that no event overtakes an earlier one of its trigger.
+// JetStream's de-duplication window covers an event published twice, after
+// a failure or around a handover.
+//
+// No single event can stop publishing: an event too large for the server's
+// max_payload is published with a null payload and the Inlet-Payload-Omitted
+// header, and a message NATS refuses for a reason retrying cannot fix is set
+// aside (store.SetAside) while the events after it go on.
 package publish
 
 import (
@@ -21,6 +32,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/inlet-dev/inlet/pkg/metrics"
 	"github.com/inlet-dev/inlet/pkg/store"
@@ -31,9 +43,10 @@ const LeaseID int64 = 0x696e6c65745f7075 // "inlet_pu"
 
 // Defaults for Options.
 const (
-	DefaultBatch  = 1000
-	DefaultWindow = 256
-	DefaultLease  = 30 * time.Second
+	DefaultBatch      = 1000
+	DefaultWindow     = 256
+	DefaultPoll       = 100 * time.Millisecond
+	DefaultAckTimeout = 10 * time.Second
 )
 
 // Timing of the publisher's loops.
@@ -41,46 +54,47 @@ const (
 	standbyEvery = 2 * time.Second        // standby: try to take the lease
 	checkEvery   = 3 * time.Second        // leader: confirm the lease is held
 	backlogEvery = 5 * time.Second        // leader: refresh backlog gauges
-	pollEvery    = time.Second            // leader: round without a wake-up
-	ackTimeout   = 10 * time.Second       // a round's wait for acks
 	minBackoff   = 250 * time.Millisecond // after a failed round, doubling
 	maxBackoff   = 5 * time.Second
-	dbTimeout    = 5 * time.Second // settling rows, checking the lease
+	dbTimeout    = 5 * time.Second // a statement of the publisher
+	retryBatch   = 100             // set-aside events retried per round
 )
 
 // Options configure a Publisher.
 type Options struct {
-	// DSN is the database to LISTEN on for new outbox rows. Empty means no
-	// LISTEN: the publisher then relies on Kick and a one-second poll.
-	DSN string
 	// Stream is the JetStream stream that captures SubjectPrefix; it only
 	// labels log lines, EnsureStream creates it.
 	Stream string
 	// SubjectPrefix starts every subject: "<SubjectPrefix>.<trigger_ref>".
 	SubjectPrefix string
-	// Batch is how many outbox rows one round claims, DefaultBatch if 0.
+	// Batch is how many events one round reads, DefaultBatch if 0.
 	Batch int
 	// Window is how many publishes may await their ack at once,
 	// DefaultWindow if 0. The JetStream context should allow at least as
 	// many (jetstream.WithPublishAsyncMaxPending).
 	Window int
-	// Lease is how long a claim keeps other publishers off a row,
-	// DefaultLease if 0. It must stay well below the stream's duplicate
-	// window.
-	Lease time.Duration
+	// Poll is how often the leader looks for events when nothing woke it,
+	// DefaultPoll if 0. Kick wakes it at once for events committed by this
+	// instance; events committed by other instances wait for the poll.
+	Poll time.Duration
+	// AckTimeout bounds a round's wait for JetStream's acknowledgements,
+	// DefaultAckTimeout if 0.
+	AckTimeout time.Duration
 	// Metrics, if set, receives the publish counters and backlog gauges.
 	// Only the leader sets the gauges, every five seconds; a standby
 	// reports 0, so the sum or maximum over all instances is the backlog.
 	Metrics *metrics.Metrics
 }
 
-// Publisher relays the outbox to JetStream. Run drives it; Kick, Flush and
-// Leader are safe to call from any goroutine.
+// Publisher relays stored events to JetStream. Run drives it; Kick, Flush
+// and Leader are safe to call from any goroutine.
 type Publisher struct {
 	st     *store.Store
 	js     jetstream.JetStream
 	opts   Options
 	logger *slog.Logger
+	// Lines that can repeat for every event of a flood, one sampler each.
+	omittedLog, setAsideLog rate.Sometimes
 
 	kick    chan struct{} // buffered 1: a pending wake-up
 	flushc  chan flushReq // Flush asks the Run goroutine for rounds
@@ -89,11 +103,15 @@ type Publisher struct {
 	once    sync.Once     // Run runs once
 
 	// Owned by the Run goroutine, the only one that runs rounds.
-	degraded   bool         // the last round failed; logged once per episode
-	unsynced   bool         // the lease cannot be taken; logged once per episode
-	lease      *store.Lease // held while leading
-	del, rel   []int64      // rows of a finished round not yet deleted / released
-	claimAfter time.Time    // no claim before: an earlier claim's outcome is unknown
+	degraded bool            // the last round failed; logged once per episode
+	unsynced bool            // the lease cannot be taken; logged once per episode
+	lease    *store.Lease    // held while leading
+	pos      store.Position  // how far events are published, as recorded
+	omit     map[string]bool // events the stream refused as too large: sent without payload next
+	// streamMax is the stream's max_msg_size (0: none), read every few
+	// seconds: knowing it, a message that the stream would refuse is sent
+	// without its payload at once, before the events behind it.
+	streamMax int64
 }
 
 type flushReq struct {
@@ -101,7 +119,7 @@ type flushReq struct {
 	done chan error // buffered 1
 }
 
-// New returns a Publisher of st's outbox to js. Nothing happens until Run.
+// New returns a Publisher of st's events to js. Nothing happens until Run.
 func New(st *store.Store, js jetstream.JetStream, opts Options, logger *slog.Logger) *Publisher {
 	if opts.Batch <= 0 {
 		opts.Batch = DefaultBatch
@@ -109,20 +127,26 @@ func New(st *store.Store, js jetstream.JetStream, opts Options, logger *slog.Log
 	if opts.Window <= 0 {
 		opts.Window = DefaultWindow
 	}
-	if opts.Lease <= 0 {
-		opts.Lease = DefaultLease
+	if opts.Poll <= 0 {
+		opts.Poll = DefaultPoll
+	}
+	if opts.AckTimeout <= 0 {
+		opts.AckTimeout = DefaultAckTimeout
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Publisher{
-		st:      st,
-		js:      js,
-		opts:    opts,
-		logger:  logger.With(slog.String("component", "publish")),
-		kick:    make(chan struct{}, 1),
-		flushc:  make(chan flushReq),
-		stopped: make(chan struct{}),
+		st:          st,
+		js:          js,
+		opts:        opts,
+		logger:      logger.With(slog.String("component", "publish")),
+		omittedLog:  rate.Sometimes{First: 10, Interval: time.Minute},
+		setAsideLog: rate.Sometimes{First: 20, Interval: 10 * time.Second},
+		kick:        make(chan struct{}, 1),
+		flushc:      make(chan flushReq),
+		stopped:     make(chan struct{}),
+		omit:        make(map[string]bool),
 	}
 }
 
@@ -163,7 +187,6 @@ func (p *Publisher) Run(ctx context.Context) error {
 			switch {
 			case err == nil:
 				p.unsynced, standby = false, false
-				p.logger.Info("publisher leading", slog.String("stream", p.opts.Stream))
 				p.lead(ctx, lease)
 			case errors.Is(err, store.ErrNotLeader):
 				if !standby {
@@ -183,67 +206,38 @@ func (p *Publisher) Run(ctx context.Context) error {
 	}
 }
 
-// listen turns outbox notifications into Kicks until ctx is done,
-// reconnecting after failures.
-func (p *Publisher) listen(ctx context.Context) {
-	for {
-		err := store.Listen(ctx, p.opts.DSN, store.ChannelOutbox, p.logger, func(string) { p.Kick() }, p.Kick)
-		if ctx.Err() != nil {
-			return
-		}
-		p.logger.Warn("outbox listener failed", slog.Any("err", err))
-		t := time.NewTimer(maxBackoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
-}
-
 // lead publishes while this instance holds lease, until ctx is done or the
-// lease is lost; it then settles its rows and releases the lease.
+// lease is lost; it then releases the lease.
 func (p *Publisher) lead(ctx context.Context, lease *store.Lease) {
-	p.lease = lease
+	pctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	pos, err := p.st.PublishPosition(pctx)
+	cancel()
+	if err != nil {
+		lease.Release()
+		if ctx.Err() == nil && !p.unsynced {
+			p.logger.Warn("publisher cannot read its position", slog.Any("err", err))
+			p.unsynced = true
+		}
+		return
+	}
+	p.pos, p.lease = pos, lease
 	p.leader.Store(true)
+	p.logger.Info("publisher leading", slog.String("stream", p.opts.Stream))
 	defer func() {
 		p.leader.Store(false)
 		p.lease = nil
-		// Rows of the last round that could not be settled are claimed until
-		// their lease runs out; try once more before handing over.
-		if err := p.settle(ctx); err != nil {
-			p.logger.Warn("outbox rows left claimed", slog.Any("err", err))
-		}
+		clear(p.omit)
 		lease.Release()
-		p.setBacklog(0, 0)
+		p.setGauges(0, 0, 0)
 	}()
-	// The LISTEN goroutine is owned by lead: cancelled and waited for by this
-	// defer, before the lease is released. It only calls Kick. It starts
-	// here rather than in Run because store.Listen cannot be cancelled
-	// until its first connection is made, and the lease just proved the
-	// database reachable; standbys need no notifications anyway.
-	lctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-	if p.opts.DSN != "" {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.listen(lctx)
-		}()
-	}
-	p.resetClaims(ctx)
-	p.refreshBacklog(ctx)
+	p.refreshGauges(ctx)
+	p.refreshStreamMax(ctx)
 
 	check := time.NewTicker(checkEvery)
 	defer check.Stop()
 	gauges := time.NewTicker(backlogEvery)
 	defer gauges.Stop()
-	poll := time.NewTicker(pollEvery)
+	poll := time.NewTicker(p.opts.Poll)
 	defer poll.Stop()
 	retry := time.NewTimer(0)
 	retry.Stop()
@@ -264,11 +258,11 @@ func (p *Publisher) lead(ctx context.Context, lease *store.Lease) {
 		case <-ctx.Done():
 			return
 		case <-now:
-			full, err := p.round(ctx)
-			if ctx.Err() != nil || errors.Is(err, errLeaseLost) {
+			more, err := p.round(ctx)
+			if ctx.Err() != nil {
 				return
 			}
-			wake = full
+			wake = more
 			if err != nil {
 				backoff = min(max(2*backoff, minBackoff), maxBackoff)
 				backingOff, wake = true, true
@@ -283,32 +277,16 @@ func (p *Publisher) lead(ctx context.Context, lease *store.Lease) {
 		case <-poll.C:
 			wake = true
 		case <-gauges.C:
-			p.refreshBacklog(ctx)
+			p.refreshGauges(ctx)
+			p.refreshStreamMax(ctx)
 		case <-check.C:
 			if err := p.checkLease(ctx); err != nil {
 				return
 			}
 		case req := <-p.flushc:
-			err := p.flush(ctx, req.ctx)
-			req.done <- err
-			if errors.Is(err, errLeaseLost) {
-				return
-			}
+			req.done <- p.flush(ctx, req.ctx)
 		}
 	}
-}
-
-// resetClaims releases claims a previous leader (or a claim whose answer was
-// lost) left behind, so that their rows are published next, in order. It
-// reports whether it succeeded; if not, the claims run out on their own.
-func (p *Publisher) resetClaims(ctx context.Context) bool {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
-	defer cancel()
-	if err := p.st.ResetOutboxClaims(cctx); err != nil {
-		p.logger.Warn("outbox claims not reset", slog.Any("err", err))
-		return false
-	}
-	return true
 }
 
 // checkLease confirms that the lease is still held, logging its loss.
@@ -325,7 +303,7 @@ func (p *Publisher) checkLease(ctx context.Context) error {
 	return nil
 }
 
-// flush runs rounds until the outbox is empty or either context is done.
+// flush runs rounds until no event waits or either context is done.
 func (p *Publisher) flush(runCtx, reqCtx context.Context) error {
 	ctx, cancel := context.WithCancel(reqCtx)
 	defer cancel()
@@ -334,16 +312,13 @@ func (p *Publisher) flush(runCtx, reqCtx context.Context) error {
 
 	var backoff time.Duration
 	for {
-		full, err := p.round(ctx)
-		if errors.Is(err, errLeaseLost) {
-			return fmt.Errorf("flush outbox: %w", err)
-		}
-		if err == nil && full {
+		more, err := p.round(ctx)
+		if err == nil && more {
 			continue
 		}
-		wait := 50 * time.Millisecond // new rows, or rows claimed elsewhere
+		wait := 20 * time.Millisecond // events of transactions still running
 		if err == nil {
-			n, _, berr := p.st.OutboxBacklog(ctx)
+			n, _, berr := p.backlog(ctx)
 			if berr == nil && n == 0 {
 				return nil
 			}
@@ -357,25 +332,23 @@ func (p *Publisher) flush(runCtx, reqCtx context.Context) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			bctx, bcancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
-			n, _, berr := p.st.OutboxBacklog(bctx)
-			bcancel()
+			n, _, berr := p.backlog(context.WithoutCancel(ctx))
 			if berr != nil {
-				return fmt.Errorf("flush outbox: %w", errors.Join(ctx.Err(), err, berr))
+				return fmt.Errorf("flush: %w", errors.Join(ctx.Err(), err, berr))
 			}
 			if n == 0 {
 				return nil
 			}
-			return fmt.Errorf("flush outbox: %d events remain: %w", n, errors.Join(ctx.Err(), err))
+			return fmt.Errorf("flush: %d events remain unpublished: %w", n, errors.Join(ctx.Err(), err))
 		case <-t.C:
 		}
 	}
 }
 
-// Flush publishes everything pending, if this instance is the leader, until
-// the outbox is empty or ctx is done. It returns an error if events remain.
-// On a standby it returns nil at once: the leader publishes. Flush needs Run
-// to be running, since Run's goroutine does the work.
+// Flush publishes everything waiting, if this instance is the leader, until
+// nothing waits or ctx is done. It returns an error if events remain. On a
+// standby it returns nil at once: the leader publishes. Flush needs Run to
+// be running, since Run's goroutine does the work.
 func (p *Publisher) Flush(ctx context.Context) error {
 	if !p.Leader() {
 		return nil
@@ -384,34 +357,58 @@ func (p *Publisher) Flush(ctx context.Context) error {
 	select {
 	case p.flushc <- req:
 	case <-ctx.Done():
-		return fmt.Errorf("flush outbox: %w", ctx.Err())
+		return fmt.Errorf("flush: %w", ctx.Err())
 	case <-p.stopped:
-		return errors.New("flush outbox: publisher stopped")
+		return errors.New("flush: publisher stopped")
 	}
 	return <-req.done
 }
 
-// refreshBacklog sets the backlog gauges from the database.
-func (p *Publisher) refreshBacklog(ctx context.Context) {
+// backlog counts the events after the position.
+func (p *Publisher) backlog(ctx context.Context) (int64, *time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	defer cancel()
+	return p.st.Backlog(ctx, p.pos)
+}
+
+// refreshGauges sets the backlog and set-aside gauges from the database.
+func (p *Publisher) refreshGauges(ctx context.Context) {
 	if p.opts.Metrics == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
-	defer cancel()
-	n, oldest, err := p.st.OutboxBacklog(ctx)
+	n, first, err := p.backlog(ctx)
 	if err != nil {
 		return // a failing database shows in rounds and readiness
 	}
 	var age time.Duration
-	if oldest != nil {
-		age = max(time.Since(*oldest), 0)
+	if first != nil {
+		age = max(time.Since(*first), 0)
 	}
-	p.setBacklog(n, age)
+	cctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	aside, err := p.st.CountSetAside(cctx)
+	cancel()
+	if err != nil {
+		return
+	}
+	p.setGauges(n, age, aside)
 }
 
-func (p *Publisher) setBacklog(n int64, age time.Duration) {
+// refreshStreamMax reads the stream's max_msg_size. A stream that cannot be
+// read keeps the last value: publishing finds out what is wrong.
+func (p *Publisher) refreshStreamMax(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	defer cancel()
+	s, err := p.js.Stream(ctx, p.opts.Stream)
+	if err != nil {
+		return
+	}
+	p.streamMax = max(int64(s.CachedInfo().Config.MaxMsgSize), 0)
+}
+
+func (p *Publisher) setGauges(n int64, age time.Duration, aside int64) {
 	if m := p.opts.Metrics; m != nil {
 		m.OutboxBacklog.Set(float64(n))
 		m.OutboxOldest.Set(age.Seconds())
+		m.SetAside.Set(float64(aside))
 	}
 }

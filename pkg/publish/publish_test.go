@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,14 +32,14 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 var triggers = []string{"github.push", "stripe.charge", "slack.command"}
 
 func TestPublish(t *testing.T) {
-	st, dsn := newStore(t)
+	st := newStore(t)
 	env := natstest.New(t)
 	js := connect(t, env.URL)
 	ensureStream(t, js, env)
 
 	m := metrics.New(func() float64 { return 0 })
 	p := publish.New(st, js, publish.Options{
-		DSN: dsn, Stream: env.Stream, SubjectPrefix: env.SubjectPrefix,
+		Stream: env.Stream, SubjectPrefix: env.SubjectPrefix,
 		// Small batches and window: several full rounds, and sends that
 		// wait for acks to free the window.
 		Batch: 100, Window: 16, Metrics: m,
@@ -61,7 +60,7 @@ func TestPublish(t *testing.T) {
 }
 
 func TestNATSDownThenUp(t *testing.T) {
-	st, dsn := newStore(t)
+	st := newStore(t)
 	dir := t.TempDir()
 	ctx := context.Background()
 	ns, err := embednats.Start(ctx, dir, nil, embednats.Options{})
@@ -83,7 +82,7 @@ func TestNATSDownThenUp(t *testing.T) {
 	ensureStream(t, js, env)
 
 	p := publish.New(st, js, publish.Options{
-		DSN: dsn, Stream: env.Stream, SubjectPrefix: env.SubjectPrefix, Batch: 50, Window: 8,
+		Stream: env.Stream, SubjectPrefix: env.SubjectPrefix, Batch: 50, Window: 8,
 	}, testLogger(t))
 	start(t, p)
 	eventually(t, 10*time.Second, p.Leader)
@@ -98,7 +97,7 @@ func TestNATSDownThenUp(t *testing.T) {
 		p.Kick()
 	}
 	if n := backlog(t, st); n == 0 {
-		t.Fatalf("outbox emptied while NATS was down")
+		t.Fatalf("backlog emptied while NATS was down")
 	}
 
 	ns, err = embednats.Start(ctx, dir, nil, embednats.Options{Port: port})
@@ -112,11 +111,11 @@ func TestNATSDownThenUp(t *testing.T) {
 }
 
 func TestTwoPublishers(t *testing.T) {
-	st, dsn := newStore(t)
+	st := newStore(t)
 	env := natstest.New(t)
 	jsA, jsB := connect(t, env.URL), connect(t, env.URL)
 	ensureStream(t, jsA, env)
-	opts := publish.Options{DSN: dsn, Stream: env.Stream, SubjectPrefix: env.SubjectPrefix, Batch: 100, Window: 32}
+	opts := publish.Options{Stream: env.Stream, SubjectPrefix: env.SubjectPrefix, Batch: 100, Window: 32}
 	a := publish.New(st, jsA, opts, testLogger(t).With("instance", "a"))
 	b := publish.New(st, jsB, opts, testLogger(t).With("instance", "b"))
 	stopA := start(t, a)
@@ -173,11 +172,11 @@ func TestTwoPublishers(t *testing.T) {
 }
 
 func TestLeaseLost(t *testing.T) {
-	st, dsn := newStore(t)
+	st := newStore(t)
 	env := natstest.New(t)
 	jsA, jsB := connect(t, env.URL), connect(t, env.URL)
 	ensureStream(t, jsA, env)
-	opts := publish.Options{DSN: dsn, Stream: env.Stream, SubjectPrefix: env.SubjectPrefix, Batch: 50}
+	opts := publish.Options{Stream: env.Stream, SubjectPrefix: env.SubjectPrefix, Batch: 50}
 	a := publish.New(st, jsA, opts, testLogger(t).With("instance", "a"))
 	b := publish.New(st, jsB, opts, testLogger(t).With("instance", "b"))
 	start(t, a)
@@ -206,13 +205,13 @@ func TestLeaseLost(t *testing.T) {
 }
 
 func TestFlush(t *testing.T) {
-	st, _ := newStore(t)
+	st := newStore(t)
 	env := natstest.New(t)
 	js := connect(t, env.URL)
 	ensureStream(t, js, env)
 
-	// No DSN and no Kick: only the poll or Flush publish.
-	opts := publish.Options{Stream: env.Stream, SubjectPrefix: env.SubjectPrefix, Batch: 40}
+	// No Kick and a slow poll: only Flush publishes.
+	opts := publish.Options{Stream: env.Stream, SubjectPrefix: env.SubjectPrefix, Batch: 40, Poll: time.Hour}
 	p := publish.New(st, js, opts, testLogger(t))
 	standby := publish.New(st, connect(t, env.URL), opts, testLogger(t))
 	start(t, p)
@@ -229,13 +228,13 @@ func TestFlush(t *testing.T) {
 		t.Fatalf("Flush() = %v", err)
 	}
 	if n := backlog(t, st); n != 0 {
-		t.Errorf("outbox holds %d rows after Flush, want 0", n)
+		t.Errorf("%d events wait after Flush, want 0", n)
 	}
 	checkStream(t, js, env, want)
 }
 
 func TestFlushNATSDown(t *testing.T) {
-	st, _ := newStore(t)
+	st := newStore(t)
 	ns, err := embednats.Start(context.Background(), t.TempDir(), nil, embednats.Options{})
 	if err != nil {
 		t.Fatalf("embednats.Start: %v", err)
@@ -258,7 +257,7 @@ func TestFlushNATSDown(t *testing.T) {
 		t.Errorf("Flush() = %v, want an error wrapping context.DeadlineExceeded", err)
 	}
 	if n := backlog(t, st); n != 5 {
-		t.Errorf("outbox holds %d rows, want 5", n)
+		t.Errorf("%d events wait, want 5", n)
 	}
 }
 
@@ -268,15 +267,14 @@ func TestMessage(t *testing.T) {
 		ID: "evt_01JN6Z5X8Q0000000000000000", TriggerID: 7, TriggerRef: "github.push", Source: event.Source,
 		Payload: []byte(`{"ref":"main"}`), Metadata: []byte(`{"source":"webhook"}`), ReceivedAt: at,
 	}
-	m, err := publish.Message("inlet.events", e)
+	m, err := publish.Message("inlet.events", e, false)
 	if err != nil {
 		t.Fatalf("Message() error = %v", err)
 	}
 	if m.Subject != "inlet.events.github.push" {
 		t.Errorf("Subject = %q, want %q", m.Subject, "inlet.events.github.push")
 	}
-	body, _ := e.Marshal()
-	if !bytes.Equal(m.Data, body) {
+	if body := e.Marshal(); !bytes.Equal(m.Data, body) {
 		t.Errorf("Data = %s, want %s", m.Data, body)
 	}
 	for _, tt := range []struct{ key, want string }{
@@ -296,7 +294,7 @@ func TestMessage(t *testing.T) {
 	for _, ref := range []string{"", "a b", "a.*", "a.>", "a..b", ".a"} {
 		bad := *e
 		bad.TriggerRef = ref
-		if _, err := publish.Message("inlet.events", &bad); err == nil {
+		if _, err := publish.Message("inlet.events", &bad, false); err == nil {
 			t.Errorf("Message() with trigger ref %q: no error", ref)
 		}
 	}
@@ -336,16 +334,10 @@ func TestEnsureStream(t *testing.T) {
 	}
 }
 
-// newStore returns a store on a fresh database and the database's URL.
-func newStore(t *testing.T) (*store.Store, string) {
+// newStore returns a store on a fresh database.
+func newStore(t *testing.T) *store.Store {
 	t.Helper()
-	dsn := storetest.NewURL(t)
-	db, err := sqlx.Connect("postgres", dsn)
-	if err != nil {
-		t.Fatalf("connect to test database: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return store.New(db), dsn
+	return store.New(storetest.New(t))
 }
 
 func connect(t *testing.T, url string) jetstream.JetStream {
@@ -355,7 +347,8 @@ func connect(t *testing.T, url string) jetstream.JetStream {
 		t.Fatalf("connect to %s: %v", url, err)
 	}
 	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(publish.DefaultWindow))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(publish.DefaultWindow),
+		jetstream.WithPublishAsyncTimeout(3*time.Second))
 	if err != nil {
 		t.Fatalf("jetstream.New: %v", err)
 	}
@@ -434,9 +427,14 @@ func write(st *store.Store, n int) ([]*event.Event, error) {
 
 func backlog(t *testing.T, st *store.Store) int64 {
 	t.Helper()
-	n, _, err := st.OutboxBacklog(context.Background())
+	ctx := context.Background()
+	pos, err := st.PublishPosition(ctx)
 	if err != nil {
-		t.Fatalf("OutboxBacklog: %v", err)
+		t.Fatalf("PublishPosition: %v", err)
+	}
+	n, _, err := st.Backlog(ctx, pos)
+	if err != nil {
+		t.Fatalf("Backlog: %v", err)
 	}
 	return n
 }
@@ -444,6 +442,13 @@ func backlog(t *testing.T, st *store.Store) int64 {
 // checkStream verifies that the stream holds each of want exactly once, in
 // order per trigger, as Message renders it.
 func checkStream(t *testing.T, js jetstream.JetStream, env natstest.Env, want []*event.Event) {
+	t.Helper()
+	checkStreamOmitted(t, js, env, want, nil)
+}
+
+// checkStreamOmitted is checkStream where the events named in omitted were
+// published without their payload.
+func checkStreamOmitted(t *testing.T, js jetstream.JetStream, env natstest.Env, want []*event.Event, omitted map[string]bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -483,7 +488,7 @@ func checkStream(t *testing.T, js jetstream.JetStream, env natstest.Env, want []
 		}
 		seen[id] = true
 		gotOrder[e.TriggerRef] = append(gotOrder[e.TriggerRef], id)
-		wantMsg, err := publish.Message(env.SubjectPrefix, e)
+		wantMsg, err := publish.Message(env.SubjectPrefix, e, omitted[id])
 		if err != nil {
 			t.Fatalf("Message(%s): %v", id, err)
 		}

@@ -5,17 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/inlet-dev/inlet/pkg/event"
 	"github.com/inlet-dev/inlet/pkg/store"
 )
-
-// errClaimsUnknown holds rounds back after a claim that may have taken rows
-// without saying which, until that claim's lease has run out.
-var errClaimsUnknown = errors.New("waiting for the lease of a failed claim to run out")
 
 // errLeaseLost ends leadership: another instance may now publish.
 var errLeaseLost = errors.New("publisher lease lost")
@@ -24,131 +21,142 @@ var errLeaseLost = errors.New("publisher lease lost")
 // messages are not queued in the client's reconnect buffer.
 var errDisconnected = errors.New("nats is not connected")
 
-// round claims one batch, publishes it and settles its rows. full reports a
-// batch of Options.Batch rows, so more are likely waiting. A failure is
-// logged once when publishing becomes degraded, and its recovery once.
-func (p *Publisher) round(ctx context.Context) (full bool, err error) {
-	full, err = p.publishBatch(ctx)
+// jsErrCodeHeaderTooLarge is JetStream's "header size exceeds maximum
+// allowed" (nats-server's JSStreamHeaderExceedsMaximumErr), which the client
+// library has no constant for.
+const jsErrCodeHeaderTooLarge jetstream.ErrorCode = 10097
+
+// round publishes one batch and records how far it got. more reports a
+// full batch, so more events are likely waiting. A failure is logged once
+// when publishing becomes degraded, and its recovery once.
+func (p *Publisher) round(ctx context.Context) (more bool, err error) {
+	more, err = p.publishBatch(ctx)
 	switch {
-	case errors.Is(err, errLeaseLost):
-		// Logged by checkLease; not a publishing failure.
 	case err != nil && ctx.Err() == nil:
 		if !p.degraded {
-			p.logger.Warn("publishing degraded, events wait in the outbox", slog.Any("err", err))
+			p.logger.Warn("publishing degraded, events wait in the database", slog.Any("err", err))
 		}
 		p.degraded = true
 	case err == nil && p.degraded:
 		p.logger.Info("publishing recovered")
 		p.degraded = false
 	}
-	return full, err
+	return more, err
 }
 
 func (p *Publisher) publishBatch(ctx context.Context) (bool, error) {
-	// A row left claimed by the previous round would be skipped by the
-	// claim, letting later events of its trigger overtake it.
-	if err := p.settle(ctx); err != nil {
-		return false, err
-	}
 	if !p.js.Conn().IsConnected() {
 		return false, errDisconnected
-	}
-	// A lease lost silently (its session ended) lets a standby take over;
-	// checking before each claim keeps two leaders from claiming at once
-	// for longer than one round.
-	if err := p.checkLease(ctx); err != nil {
-		return false, err
-	}
-	if wait := time.Until(p.claimAfter); wait > 0 {
-		return false, fmt.Errorf("%w for another %v", errClaimsUnknown, wait.Round(time.Millisecond))
 	}
 	if err := ctx.Err(); err != nil {
 		return false, err
 	}
-	// Not cancelled by ctx: a claim committed while its answer is lost
-	// holds rows that later rounds skip, so that newer events of their
-	// triggers would overtake them.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
-	start := time.Now()
-	claimed, err := p.st.ClaimOutbox(cctx, p.opts.Batch, p.opts.Lease)
+	prog := store.PublishProgress{To: p.pos}
+	rerr := p.retrySetAside(ctx, &prog)
+	rctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	pending, err := p.st.PendingEvents(rctx, p.pos, p.opts.Batch)
 	cancel()
 	if err != nil {
-		if !neverSent(err) && !p.resetClaims(ctx) {
-			p.claimAfter = start.Add(p.opts.Lease)
+		return false, errors.Join(rerr, err, p.record(ctx, prog))
+	}
+	done, aside, perr := p.send(ctx, pending)
+	if done > 0 {
+		prog.To = pending[done-1].Pos
+		for _, pe := range pending[:done] {
+			delete(p.omit, pe.Event.ID)
 		}
+	}
+	prog.SetAside = append(prog.SetAside, aside...)
+	if err := p.record(ctx, prog); err != nil {
+		return false, errors.Join(rerr, perr, err)
+	}
+	if err := errors.Join(rerr, perr); err != nil {
+		p.count(func() { p.opts.Metrics.PublishErrors.Add(float64(len(pending) - done)) })
 		return false, err
 	}
-	if len(claimed) == 0 {
-		return false, nil
-	}
-	ok, perr := p.send(ctx, claimed)
-	for _, c := range claimed[:ok] {
-		p.del = append(p.del, c.Seq)
-	}
-	for _, c := range claimed[ok:] {
-		p.rel = append(p.rel, c.Seq)
-	}
-	if perr != nil {
-		p.count(func() { p.opts.Metrics.PublishErrors.Add(float64(len(claimed) - ok)) })
-	}
-	if err := p.settle(ctx); err != nil {
-		return false, errors.Join(perr, err)
-	}
-	return perr == nil && len(claimed) >= p.opts.Batch, perr
+	return len(pending) >= p.opts.Batch, nil
 }
 
-// send publishes claimed in order, with at most Options.Window acks
+// record saves a round's progress. It outlives ctx briefly, so that a
+// shutdown does not make the next leader publish the round again.
+func (p *Publisher) record(ctx context.Context, prog store.PublishProgress) error {
+	if prog.To == p.pos && len(prog.SetAside) == 0 && len(prog.Published) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
+	defer cancel()
+	if err := p.st.RecordProgress(ctx, prog); err != nil {
+		return err
+	}
+	p.pos = prog.To
+	if n := len(prog.SetAside); n > 0 {
+		p.count(func() { p.opts.Metrics.SetAsideTotal.Add(float64(n)) })
+		p.refreshGauges(ctx)
+	}
+	return nil
+}
+
+// attempt is one event of a round on its way to JetStream.
+type attempt struct {
+	ev      *event.Event
+	fut     jetstream.PubAckFuture // nil when set aside unsent
+	omitted bool                   // sent without its payload
+	aside   string                 // why it was set aside unsent
+}
+
+// send publishes pending in order, with at most Options.Window acks
 // outstanding, and waits for the acks. It returns how many leading events
-// are done (acknowledged, or dropped as unpublishable) and, if that is not
-// all of them, why the next one failed. Events after a failure are not
-// counted as done even if acknowledged: they are published again, and
-// JetStream drops the copies by Nats-Msg-Id.
-func (p *Publisher) send(ctx context.Context, claimed []store.Pending) (int, error) {
-	deadline := time.Now().Add(ackTimeout)
+// are done (acknowledged, or set aside) and, if that is not all of them,
+// why the next one failed. Events after a failure are not counted as done
+// even if acknowledged: they are published again, and JetStream drops the
+// copies by Nats-Msg-Id.
+func (p *Publisher) send(ctx context.Context, pending []store.Pending) (done int, aside []store.SetAside, err error) {
+	deadline := time.Now().Add(p.opts.AckTimeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	futs := make([]jetstream.PubAckFuture, len(claimed)) // nil: dropped
 	nc := p.js.Conn()
+	limit := p.limit()
+	atts := make([]attempt, len(pending))
 
-	ok, sent := 0, 0
 	await := func() error {
-		e := &claimed[ok].Event
-		f := futs[ok]
-		if f == nil {
-			ok++
+		a := &atts[done]
+		if a.aside != "" {
+			aside = append(aside, p.setAside(a.ev, a.aside))
+			done++
 			return nil
 		}
 		select {
-		case <-f.Ok():
-			p.count(func() {
-				p.opts.Metrics.Published.Inc()
-				p.opts.Metrics.PublishLag.Observe(time.Since(e.ReceivedAt).Seconds())
-			})
-			ok++
+		case <-a.fut.Ok():
+			p.published(a, limit)
+			done++
 			return nil
-		case err := <-f.Err():
-			return fmt.Errorf("publish event %s: %w", e.ID, err)
+		case err := <-a.fut.Err():
+			if reason, ok := p.refused(a, err); ok {
+				aside = append(aside, p.setAside(a.ev, reason))
+				done++
+				return nil
+			}
+			return fmt.Errorf("publish event %s: %w", a.ev.ID, err)
 		case <-ctx.Done():
-			return fmt.Errorf("wait for ack of event %s: %w", e.ID, ctx.Err())
+			return fmt.Errorf("wait for ack of event %s: %w", a.ev.ID, ctx.Err())
 		}
 	}
-	for sent < len(claimed) {
-		if sent-ok >= p.opts.Window {
+	sent := 0
+	for sent < len(pending) {
+		if sent-done >= p.opts.Window {
 			if err := await(); err != nil {
-				return ok, err
+				return done, aside, err
 			}
 			continue
 		}
 		if !nc.IsConnected() {
-			return ok, errDisconnected
+			return done, aside, errDisconnected
 		}
-		e := &claimed[sent].Event
-		msg, err := Message(p.opts.SubjectPrefix, e)
-		if err != nil {
-			// Retrying cannot help, and holding the row would stop every
-			// trigger's events behind it. The event stays in the database.
-			p.logger.Error("event cannot be published, dropped from the outbox",
-				slog.String("event_id", e.ID), slog.String("trigger_ref", e.TriggerRef), slog.Any("err", err))
+		a := &atts[sent]
+		a.ev = &pending[sent].Event
+		msg, reason := p.build(a, limit)
+		if reason != "" {
+			a.aside = reason
 			sent++
 			continue
 		}
@@ -157,35 +165,145 @@ func (p *Publisher) send(ctx context.Context, claimed []store.Pending) (int, err
 		f, err := p.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0),
 			jetstream.WithStallWait(max(time.Until(deadline), time.Millisecond)))
 		if err != nil {
-			return ok, fmt.Errorf("publish event %s: %w", e.ID, err)
+			if reason, ok := p.refused(a, err); ok {
+				a.aside = reason
+				sent++
+				continue
+			}
+			for done < sent { // settle what went out before it
+				if werr := await(); werr != nil {
+					break
+				}
+			}
+			return done, aside, fmt.Errorf("publish event %s: %w", a.ev.ID, err)
 		}
-		futs[sent] = f
+		a.fut = f
 		sent++
 	}
-	for ok < sent {
+	for done < sent {
 		if err := await(); err != nil {
-			return ok, err
+			return done, aside, err
 		}
 	}
-	return ok, nil
+	return done, aside, nil
 }
 
-// settle deletes the rows of published events and releases the others. It
-// outlives ctx briefly so that a shutdown does not leave rows claimed.
-func (p *Publisher) settle(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbTimeout)
-	defer cancel()
-	if len(p.del) > 0 {
-		if err := p.st.DeleteOutbox(ctx, p.del); err != nil {
-			return err
-		}
-		p.del = nil
+// limit is the largest message NATS takes now: the server's max_payload,
+// or the stream's max_msg_size when that is smaller; 0 when unknown.
+func (p *Publisher) limit() int64 {
+	limit := p.js.Conn().MaxPayload()
+	if p.streamMax > 0 && (limit <= 0 || p.streamMax < limit) {
+		limit = p.streamMax
 	}
-	if len(p.rel) > 0 {
-		if err := p.st.ReleaseOutbox(ctx, p.rel); err != nil {
-			return err
+	return limit
+}
+
+// build makes a's message, leaving the payload out when the whole message
+// would exceed limit (see Publisher.limit) or when the
+// stream refused it as too large before. It returns a reason instead when
+// no message of a's event can be published.
+func (p *Publisher) build(a *attempt, limit int64) (*nats.Msg, string) {
+	omit := p.omit[a.ev.ID]
+	msg, err := Message(p.opts.SubjectPrefix, a.ev, omit)
+	if err != nil {
+		return nil, err.Error()
+	}
+	if limit > 0 && Size(msg) > limit && !omit {
+		omit = true
+		msg, _ = Message(p.opts.SubjectPrefix, a.ev, true)
+	}
+	if limit > 0 && Size(msg) > limit {
+		return nil, fmt.Sprintf("message of %d bytes is too large for NATS even without its payload: the server or stream takes at most %d bytes", Size(msg), limit)
+	}
+	a.omitted = omit
+	return msg, ""
+}
+
+// refused reports whether err, NATS's answer to a's message, is one that
+// publishing again cannot change, and why. A message refused as too large
+// with its payload is not: the next round sends it without.
+func (p *Publisher) refused(a *attempt, err error) (string, bool) {
+	tooLarge := errors.Is(err, nats.ErrMaxPayload)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamMessageExceedsMaximum:
+			tooLarge = true
+		case jsErrCodeHeaderTooLarge:
+			return "the stream refused the message: " + apiErr.Description, true
 		}
-		p.rel = nil
+	}
+	if !tooLarge {
+		return "", false
+	}
+	if !a.omitted {
+		p.omit[a.ev.ID] = true
+		return "", false
+	}
+	return "the message is too large for NATS even without its payload: " + err.Error(), true
+}
+
+// published counts an acknowledged message.
+func (p *Publisher) published(a *attempt, limit int64) {
+	p.count(func() {
+		p.opts.Metrics.Published.Inc()
+		p.opts.Metrics.PublishLag.Observe(time.Since(a.ev.ReceivedAt).Seconds())
+		if a.omitted {
+			p.opts.Metrics.PayloadOmitted.Inc()
+		}
+	})
+	if a.omitted {
+		p.omittedLog.Do(func() {
+			p.logger.Warn("event published without its payload, too large for NATS",
+				slog.String("event_id", a.ev.ID), slog.String("trigger_ref", a.ev.TriggerRef),
+				slog.Int("payload_bytes", len(a.ev.Payload)), slog.Int64("max_payload", limit))
+		})
+	}
+}
+
+// setAside logs and returns the record of an event NATS will not take.
+func (p *Publisher) setAside(e *event.Event, reason string) store.SetAside {
+	p.setAsideLog.Do(func() {
+		p.logger.Error("event set aside, NATS refuses it for good; the events after it go on",
+			slog.String("event_id", e.ID), slog.String("trigger_ref", e.TriggerRef), slog.String("reason", reason))
+	})
+	return store.SetAside{EventID: e.ID, TriggerRef: e.TriggerRef, Reason: reason}
+}
+
+// retrySetAside publishes the set-aside events an operator asked to retry,
+// adding the outcome to prog. It stops at the first failure that retrying
+// may fix, leaving the rest requested.
+func (p *Publisher) retrySetAside(ctx context.Context, prog *store.PublishProgress) error {
+	rctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	evs, err := p.st.RetryRequested(rctx, retryBatch)
+	cancel()
+	if err != nil || len(evs) == 0 {
+		return err
+	}
+	// The operator asks after changing something, maybe the stream.
+	p.refreshStreamMax(ctx)
+	limit := p.limit()
+	for i := range evs {
+		a := &attempt{ev: &evs[i]}
+		msg, reason := p.build(a, limit)
+		if reason == "" {
+			pctx, cancel := context.WithTimeout(ctx, p.opts.AckTimeout)
+			_, err = p.js.PublishMsg(pctx, msg, jetstream.WithRetryAttempts(0))
+			cancel()
+			if err == nil {
+				p.published(a, limit)
+				delete(p.omit, a.ev.ID)
+				prog.Published = append(prog.Published, a.ev.ID)
+				p.logger.Info("set-aside event published on request", slog.String("event_id", a.ev.ID))
+				continue
+			}
+			var ok bool
+			if reason, ok = p.refused(a, err); !ok {
+				return fmt.Errorf("publish set-aside event %s: %w", a.ev.ID, err)
+			}
+		}
+		prog.SetAside = append(prog.SetAside, p.setAside(a.ev, reason))
+		delete(p.omit, a.ev.ID)
 	}
 	return nil
 }
@@ -195,11 +313,4 @@ func (p *Publisher) count(f func()) {
 	if p.opts.Metrics != nil {
 		f()
 	}
-}
-
-// neverSent reports whether err shows that a statement did not reach the
-// database, because no connection could be made.
-func neverSent(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/inlet-dev/inlet/pkg/event"
+	"github.com/inlet-dev/inlet/pkg/jsontext"
 	"github.com/inlet-dev/inlet/pkg/metrics"
 	"github.com/inlet-dev/inlet/pkg/payload"
 	"github.com/inlet-dev/inlet/pkg/problem"
@@ -374,11 +375,11 @@ func appendAccepted(dst []byte, d *acceptedData) []byte {
 	dst = append(dst, `{"data":{"duplicate":`...)
 	dst = strconv.AppendBool(dst, d.Duplicate)
 	dst = append(dst, `,"event_id":`...)
-	dst = appendJSONString(dst, d.EventID)
+	dst = jsontext.AppendString(dst, d.EventID)
 	dst = append(dst, `,"received_at":"`...)
 	dst = d.ReceivedAt.AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, `","trigger_ref":`...)
-	dst = appendJSONString(dst, d.TriggerRef)
+	dst = jsontext.AppendString(dst, d.TriggerRef)
 	return append(dst, "}}\n"...)
 }
 

@@ -40,9 +40,11 @@ type Result struct {
 // row to itself instead, which returns the stored row's id (and waits for a
 // concurrent inserter, as DO NOTHING would). So every event row of $1-$8
 // comes back from ins, and held names the event that holds each delivery:
-// the new one, or the first. New events get outbox rows in batch order;
-// every record gets its audit row ($9-$21), saying duplicate ($22) where
-// the event was not new. Only the events that were not new come back.
+// the new one, or the first. Every record gets its audit row ($9-$21),
+// saying duplicate ($22) where the event was not new. Only the events that
+// were not new come back. New events take their publication position (the
+// transaction's id and a sequence number) from column defaults, in batch
+// order.
 const writeBatch = `
 WITH e AS (
 	SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
@@ -57,8 +59,6 @@ WITH e AS (
 	SELECT e.ord, e.id, i.id AS held FROM e JOIN ins i ON i.trigger_id = e.tid AND i.delivery_id = e.did
 	UNION ALL
 	SELECT ord, id, id FROM e WHERE did IS NULL
-), queued AS (
-	INSERT INTO outbox (event_id) SELECT id FROM held WHERE held = id ORDER BY ord
 ), audited AS (
 	INSERT INTO audit_log (received_at, trigger_id, trigger_ref, key_prefix, source_ip, user_agent,
 		status, outcome, detail, body_size, duration_ms, event_id)
@@ -74,8 +74,8 @@ SELECT id, held FROM held WHERE held <> id`
 
 const timeFormat = "2006-01-02T15:04:05.999999Z07:00"
 
-// WriteBatch stores every record in one transaction: new events with their
-// outbox rows, then the audit rows. An event whose (trigger, delivery id)
+// WriteBatch stores every record in one transaction: new events, then the
+// audit rows. An event whose (trigger, delivery id)
 // is already stored, by this batch or any earlier transaction on any
 // instance, is not stored again: its Result names the first event and its
 // audit row says duplicate. Either every record is stored or none is.

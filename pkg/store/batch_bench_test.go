@@ -40,7 +40,7 @@ func benchRecord(triggerID int64) *store.Record {
 }
 
 // BenchmarkWriteBatch measures one transaction of n accepted requests:
-// events, outbox rows and audit rows. rows/s is events per second.
+// events and audit rows. rows/s is events per second.
 func BenchmarkWriteBatch(b *testing.B) {
 	s := store.New(storetest.New(b))
 	ctx := context.Background()

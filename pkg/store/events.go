@@ -20,8 +20,11 @@ func (s *Store) GetEvent(ctx context.Context, id string) (event.Event, error) {
 }
 
 // ListEvents returns events newest first, optionally of one trigger (by
-// ref), and the cursor of the next page if there is one.
-func (s *Store) ListEvents(ctx context.Context, triggerRef string, p Page) ([]event.Event, *Cursor, error) {
+// ref), and the cursor of the next page if there is one. A page ends early,
+// with a cursor, once its events hold more than maxBytes of payload and
+// metadata (it always holds at least one event), so that a page of large
+// events stays a bounded answer.
+func (s *Store) ListEvents(ctx context.Context, triggerRef string, p Page, maxBytes int) ([]event.Event, *Cursor, error) {
 	cond, args := p.after(p.Cursor.ID)
 	q := `SELECT ` + eventColumns + ` FROM events WHERE ` + cond
 	if triggerRef != "" {
@@ -30,16 +33,31 @@ func (s *Store) ListEvents(ctx context.Context, triggerRef string, p Page) ([]ev
 	}
 	args = append(args, p.Limit+1)
 	q += fmt.Sprintf(" ORDER BY received_at DESC, id DESC LIMIT $%d", len(args))
-	var evs []event.Event
-	if err := s.db.SelectContext(ctx, &evs, q, args...); err != nil {
+	rows, err := s.db.QueryxContext(ctx, q, args...)
+	if err != nil {
 		return nil, nil, fmt.Errorf("list events: %w", err)
 	}
-	for i := range evs {
-		evs[i].ReceivedAt = evs[i].ReceivedAt.UTC()
+	defer rows.Close()
+	var evs []event.Event
+	size, more := 0, false
+	for rows.Next() {
+		if len(evs) == p.Limit || (len(evs) > 0 && size > maxBytes) {
+			more = true
+			break
+		}
+		var e event.Event
+		if err := rows.StructScan(&e); err != nil {
+			return nil, nil, fmt.Errorf("list events: %w", err)
+		}
+		e.ReceivedAt = e.ReceivedAt.UTC()
+		size += len(e.Payload) + len(e.Metadata)
+		evs = append(evs, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("list events: %w", err)
 	}
 	var next *Cursor
-	if len(evs) > p.Limit {
-		evs = evs[:p.Limit]
+	if more {
 		last := evs[len(evs)-1]
 		next = &Cursor{At: last.ReceivedAt, ID: last.ID}
 	}

@@ -13,8 +13,6 @@ import (
 const (
 	// ChannelTriggers carries the id of a trigger whose row or keys changed.
 	ChannelTriggers = "inlet_triggers"
-	// ChannelOutbox announces newly queued events.
-	ChannelOutbox = "inlet_outbox"
 )
 
 // Listen delivers notifications on channel to fn until ctx is done. When the

@@ -1,5 +1,5 @@
 // Package store holds all of inlet's SQL: triggers, webhook keys and
-// settings, events, audit records, the outbox and API tokens. Methods are
+// settings, events and their publication, audit records and API tokens. Methods are
 // safe for concurrent use; missing rows come back as ErrNotFound and unique
 // violations as ErrConflict.
 package store
