@@ -166,6 +166,9 @@ type RefusedError struct {
 // Error reads like "address 10.1.2.3 is refused: private network (RFC
 // 1918); allow it with INLET_DESTINATION_ALLOW_CIDRS".
 func (e *RefusedError) Error() string {
+	if !e.Addr.IsValid() {
+		return "address is refused: not a valid IP address"
+	}
 	desc := e.Rule
 	judged := e.Addr
 	if e.Via.IsValid() {

@@ -158,8 +158,12 @@ func TestRefusedErrorMessage(t *testing.T) {
 
 func TestCheckInvalid(t *testing.T) {
 	var re *RefusedError
-	if err := New(nil).Check(netip.Addr{}); !errors.As(err, &re) || re.Rule != RuleInvalid {
-		t.Errorf("Check(zero Addr) = %v, want a *RefusedError with rule %q", err, RuleInvalid)
+	err := New(nil).Check(netip.Addr{})
+	if !errors.As(err, &re) || re.Rule != RuleInvalid {
+		t.Fatalf("Check(zero Addr) = %v, want a *RefusedError with rule %q", err, RuleInvalid)
+	}
+	if got, want := err.Error(), "address is refused: not a valid IP address"; got != want {
+		t.Errorf("Check(zero Addr) = %q, want %q", got, want)
 	}
 }
 
