@@ -49,7 +49,7 @@ const (
 	RuleLinkLocal = "link-local"
 	// RuleMulticast: 224.0.0.0/4 and ff00::/8.
 	RuleMulticast = "multicast"
-	// RuleUnspecified: 0.0.0.0 and ::, which Linux and BSD connect to the
+	// RuleUnspecified: 0.0.0.0 and ::, which Linux and macOS connect to the
 	// host itself.
 	RuleUnspecified = "unspecified"
 	// RuleThisNetwork: the rest of 0.0.0.0/8.
