@@ -2,9 +2,13 @@ package verify
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -288,6 +292,63 @@ func timestampedScheme() schemeTest {
 		},
 		sigHeaders:  []string{"X-Webhook-Signature"},
 		malformed:   "sha256=" + strings.Repeat("zz", 32),
+		timestamped: true,
+	}
+}
+
+// sendgridTestKeys returns three P-256 keys made from fixed scalars, and
+// their verification keys as SendGrid shows them: the base64 of the DER
+// SubjectPublicKeyInfo.
+func sendgridTestKeys() (priv [3]*ecdsa.PrivateKey, pub [3][]byte) {
+	for i, d := range []byte{0x1a, 0x2b, 0x3c} {
+		k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), bytes.Repeat([]byte{d}, 32))
+		if err != nil {
+			panic(err)
+		}
+		der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+		if err != nil {
+			panic(err)
+		}
+		priv[i], pub[i] = k, []byte(base64.StdEncoding.EncodeToString(der))
+	}
+	return priv, pub
+}
+
+// sendgridTestSign signs the way SendGrid's Event Webhook does: ECDSA over
+// the SHA-256 of the timestamp followed by the body, DER-encoded.
+func sendgridTestSign(k *ecdsa.PrivateKey, ts string, body []byte) []byte {
+	digest := sha256.Sum256(append([]byte(ts), body...))
+	sig, err := ecdsa.SignASN1(rand.Reader, k, digest[:])
+	if err != nil {
+		panic(err)
+	}
+	return sig
+}
+
+// sendgridTestBody is an Event Webhook body: a JSON array of events, with
+// the CRLF SendGrid ends it with.
+const sendgridTestBody = `[{"email":"alex@example.com","event":"delivered","sg_event_id":"ZGVsaXZlcmVkLTAtMQ","sg_message_id":"7YqXNsfnRdKwA_3J8kVm2A.0","timestamp":1700000000}]` + "\r\n"
+
+func sendgridScheme() schemeTest {
+	priv, pub := sendgridTestKeys()
+	keys := make(map[string]*ecdsa.PrivateKey, len(pub))
+	for i := range pub {
+		keys[string(pub[i])] = priv[i]
+	}
+	return schemeTest{
+		cfg:     Config{Preset: "sendgrid"},
+		secrets: pub,
+		body:    []byte(sendgridTestBody),
+		sign: func(secret, body []byte, ts int64) (http.Header, [][]byte) {
+			t := strconv.FormatInt(ts, 10)
+			sig := sendgridTestSign(keys[string(secret)], t, body)
+			h := http.Header{}
+			h.Set("X-Twilio-Email-Event-Webhook-Signature", base64.StdEncoding.EncodeToString(sig))
+			h.Set("X-Twilio-Email-Event-Webhook-Timestamp", t)
+			return h, [][]byte{sig}
+		},
+		sigHeaders:  []string{"X-Twilio-Email-Event-Webhook-Signature"},
+		malformed:   "MEUCIQ is not base64",
 		timestamped: true,
 	}
 }

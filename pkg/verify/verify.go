@@ -44,16 +44,25 @@
 //     When the URL carries bodySHA256 (JSON bodies), only the URL is signed
 //     and the body must hash to bodySHA256. The URL is tried as given and
 //     with the default port added or removed, since Twilio signs either form.
+//   - "sendgrid": SendGrid's Signed Event Webhook.
+//     X-Twilio-Email-Event-Webhook-Signature is the base64 of a DER ECDSA
+//     signature, P-256 with SHA-256, over
+//     "<X-Twilio-Email-Event-Webhook-Timestamp><body>". The secrets are
+//     verification keys, not shared secrets: each is the public key SendGrid
+//     shows (the base64 of a DER SubjectPublicKeyInfo, or the same in PEM),
+//     and secrets that are no such key are skipped. Signatures with a high S
+//     are accepted, as SendGrid sends them.
 //   - "timestamped": inlet's own timestamped style, for senders that can sign
 //     a timestamp but have no scheme of their own: X-Webhook-Signature
 //     ("sha256=<hex>" or "<hex>") is HMAC-<Config.Algorithm> of
 //     "<X-Webhook-Timestamp>.<body>", and X-Webhook-ID is the delivery id.
 //
 // Schemes with a timestamp (stripe, slack, standard-webhooks, gitlab when
-// signed, timestamped) reject a timestamp more than Config.Tolerance (5
-// minutes by default) in the past or in the future. The signature is checked
-// before the timestamp, so a stale or future error means the signature
-// itself was right.
+// signed, sendgrid, timestamped) reject a timestamp more than
+// Config.Tolerance (5 minutes by default) in the past or in the future.
+// SendGrid documents no window and its libraries check none, so for it the
+// bound is inlet's alone. The signature is checked before the timestamp, so a
+// stale or future error means the signature itself was right.
 //
 // Error details are meant for the sender: they say what is wrong, never a
 // secret, an expected signature or the received signature.
@@ -180,6 +189,7 @@ var schemes = map[string]scheme{
 	"standard-webhooks": {verify: verifyStandard, deliveryID: "webhook-id"},
 	"svix":              {verify: verifyStandard, deliveryID: "svix-id"},
 	"twilio":            {verify: verifyTwilio, deliveryID: "I-Twilio-Idempotency-Token"},
+	"sendgrid":          {verify: verifySendGrid},
 	"timestamped":       {verify: verifyTimestamped, deliveryID: "X-Webhook-ID"},
 }
 
@@ -235,9 +245,10 @@ func Presets() []string {
 // DefaultDeliveryID returns where the preset's delivery id, used to drop
 // duplicates, comes from: a header name, or a JSONPath into the body starting
 // with "$" (Stripe's "$.id", Slack's "$.event_id"). It returns "" when the
-// preset has none, as for the default scheme, or is unknown. The svix alias
-// names "svix-id", the header Svix sends; standard-webhooks names
-// "webhook-id".
+// preset has none, as for the default scheme and sendgrid (SendGrid posts
+// batches of events and names no delivery; each event carries its own
+// sg_event_id), or is unknown. The svix alias names "svix-id", the header
+// Svix sends; standard-webhooks names "webhook-id".
 func DefaultDeliveryID(preset string) string {
 	return schemes[preset].deliveryID
 }

@@ -1,12 +1,20 @@
 package verify
 
 import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/x509"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net/http"
 	"slices"
 	"strconv"
@@ -366,6 +374,129 @@ func timestampedCases() []verifyCase {
 
 func TestTimestamped(t *testing.T) { runCases(t, timestampedCases()) }
 
+// sendgridWellFormed is a well-formed SendGrid signature, made by a key no
+// case configures (testdata/sendgrid/sig-a.b64).
+const sendgridWellFormed = "MEQCIE1+XV7G7/iUAW9af+Z0VHmbDx2SyZRrw82ZQ6twhfWfAiBvo+jPNlhuUeKQw4PmrTi77RvINA3Kx/Cxz4dULCytkw=="
+
+// negateS returns the DER ECDSA signature sig over P-256 with S replaced by
+// n - S: the other signature ECDSA accepts for the same message, with a high
+// S when sig's is low and the reverse.
+func negateS(sig []byte) []byte {
+	var v struct{ R, S *big.Int }
+	if _, err := asn1.Unmarshal(sig, &v); err != nil {
+		panic(err)
+	}
+	v.S.Sub(elliptic.P256().Params().N, v.S)
+	der, err := asn1.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return der
+}
+
+// spkiBase64 returns the base64 DER SubjectPublicKeyInfo of pub.
+func spkiBase64(pub any) []byte {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		panic(err)
+	}
+	return []byte(base64.StdEncoding.EncodeToString(der))
+}
+
+func sendgridCases() []verifyCase {
+	b := newBuilder(sendgridScheme())
+	cur, wrong := b.st.secrets[0], b.st.secrets[2]
+	body := b.st.body
+	ts := strconv.FormatInt(testNow.Unix(), 10)
+	priv, _ := sendgridTestKeys()
+	sig := sendgridTestSign(priv[0], ts, body)
+	b.record(sig)
+	b64 := base64.StdEncoding.EncodeToString
+	with := func(name string, v []byte) verifyCase {
+		return verifyCase{name: name, cfg: b.cfg(cur), req: b.with("X-Twilio-Email-Event-Webhook-Signature", b64(v))}
+	}
+	signed := func(name string, v []byte, want Reason) verifyCase {
+		tc := with(name, v)
+		tc.want = want
+		b.record(v)
+		return tc
+	}
+	secrets := func(name string, want Reason, secrets ...[]byte) verifyCase {
+		return verifyCase{name: name, cfg: b.cfg(secrets...), req: b.req(b.sign(cur, body, testNow.Unix()), body), want: want}
+	}
+	set := func(name, header, value string, want Reason) verifyCase {
+		return verifyCase{name: name, cfg: b.cfg(cur), req: b.with(header, value), want: want}
+	}
+
+	der, _ := base64.StdEncoding.DecodeString(string(cur))
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	certLabel := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	wrapped := string(cur[:64]) + "\n" + string(cur[64:]) + "\n"
+	p384, err := ecdsa.ParseRawPrivateKey(elliptic.P384(), bytes.Repeat([]byte{0x1a}, 48))
+	if err != nil {
+		panic(err)
+	}
+	ed := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x1a}, ed25519.SeedSize)).Public()
+	var sigVal struct{ R, S *big.Int }
+	if _, err := asn1.Unmarshal(sig, &sigVal); err != nil {
+		panic(err)
+	}
+	encode := func(r, s *big.Int) []byte {
+		der, err := asn1.Marshal(struct{ R, S *big.Int }{r, s})
+		if err != nil {
+			panic(err)
+		}
+		return der
+	}
+	n := elliptic.P256().Params().N
+	algo := b.cfg(cur)
+	algo.Algorithm = "sha512"
+	dotted := sendgridTestSign(priv[0], ts+".", body)
+	bodyOnly := sendgridTestSign(priv[0], "", body)
+	b.record(dotted)
+	b.record(bodyOnly)
+
+	cases := append(b.common(),
+		verifyCase{name: "missing timestamp", cfg: b.cfg(cur), req: b.without("X-Twilio-Email-Event-Webhook-Timestamp"), want: ReasonMissing},
+		set("timestamp changed", "X-Twilio-Email-Event-Webhook-Timestamp", strconv.FormatInt(testNow.Unix()-1, 10), ReasonMismatch),
+		set("timestamp not a number", "X-Twilio-Email-Event-Webhook-Timestamp", "yesterday", ReasonMalformed),
+		set("timestamp in milliseconds", "X-Twilio-Email-Event-Webhook-Timestamp", strconv.FormatInt(testNow.UnixMilli(), 10), ReasonMismatch),
+		with("the signature the cases below alter", sig),
+		signed("twin with n - s accepted, high S or low", negateS(sig), ""),
+		signed("signed with a dot after the timestamp", dotted, ReasonMismatch),
+		signed("signed without the timestamp", bodyOnly, ReasonMismatch),
+		signed("r and s swapped", encode(sigVal.S, sigVal.R), ReasonMismatch),
+		signed("s is n", encode(sigVal.R, n), ReasonMismatch),
+		signed("s is zero", encode(sigVal.R, big.NewInt(0)), ReasonMalformed),
+		signed("s negative", encode(sigVal.R, new(big.Int).Neg(sigVal.S)), ReasonMalformed),
+		signed("trailing byte after the DER", append(slices.Clone(sig), 0), ReasonMalformed),
+		signed("DER cut short", sig[:len(sig)-1], ReasonMalformed),
+		signed("not DER", []byte("a signature, not DER"), ReasonMalformed),
+		signed("raw r||s instead of DER", append(sigVal.R.FillBytes(make([]byte, 32)), sigVal.S.FillBytes(make([]byte, 32))...), ReasonMalformed),
+		signed("well-formed DER longer than a P-256 signature", encode(new(big.Int).Lsh(sigVal.R, 256), sigVal.S), ReasonMalformed),
+		// The length of a DER signature varies; this one's base64 ends in
+		// "==".
+		set("unpadded base64", "X-Twilio-Email-Event-Webhook-Signature", strings.TrimSuffix(sendgridWellFormed, "=="), ReasonMalformed),
+		set("URL-safe base64 characters", "X-Twilio-Email-Event-Webhook-Signature", base64.URLEncoding.EncodeToString(sig)+"-_", ReasonMalformed),
+		set("hex instead of base64", "X-Twilio-Email-Event-Webhook-Signature", hex.EncodeToString(sig), ReasonMalformed),
+		secrets("key in PEM", "", pemKey),
+		secrets("key with surrounding spaces", "", []byte("  "+string(cur)+"\n")),
+		secrets("key wrapped over lines", "", []byte(wrapped)),
+		secrets("shared secret instead of a key", ReasonNoSecret, []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+		secrets("P-384 key", ReasonNoSecret, spkiBase64(&p384.PublicKey)),
+		secrets("Ed25519 key", ReasonNoSecret, spkiBase64(ed)),
+		secrets("PEM block of another type", ReasonNoSecret, certLabel),
+		secrets("key with bytes after the DER", ReasonNoSecret, []byte(base64.StdEncoding.EncodeToString(append(slices.Clone(der), 0)))),
+		secrets("key cut short", ReasonNoSecret, []byte(base64.StdEncoding.EncodeToString(der[:len(der)-1]))),
+		secrets("unusable secret skipped", "", []byte("not a key"), cur),
+		secrets("unusable secret and a wrong key", ReasonMismatch, []byte("not a key"), wrong),
+		verifyCase{name: "algorithm setting ignored", cfg: algo, req: b.valid()},
+	)
+	return b.finish(cases)
+}
+
+func TestSendGrid(t *testing.T) { runCases(t, sendgridCases()) }
+
 // allCases returns every scheme's table by scheme name.
 func allCases() map[string][]verifyCase {
 	return map[string][]verifyCase{
@@ -378,6 +509,7 @@ func allCases() map[string][]verifyCase {
 		"standard-webhooks": standardCases(),
 		"svix":              svixCases(),
 		"twilio":            twilioCases(),
+		"sendgrid":          sendgridCases(),
 		"timestamped":       timestampedCases(),
 	}
 }
@@ -423,6 +555,14 @@ func TestErrorDetails(t *testing.T) {
 	stripeAt := func(ts int64) Header {
 		t := strconv.FormatInt(ts, 10)
 		return http.Header{"Stripe-Signature": {"t=" + t + ",v1=" + hex.EncodeToString(mac(sha256.New, secret[0], t, ".", string(body)))}}
+	}
+	_, keys := sendgridTestKeys()
+	sendgridKeys := [][]byte{keys[0]}
+	sendgridHeader := func(sig string) Header {
+		return http.Header{
+			"X-Twilio-Email-Event-Webhook-Signature": {sig},
+			"X-Twilio-Email-Event-Webhook-Timestamp": {strconv.FormatInt(testNow.Unix(), 10)},
+		}
 	}
 	tests := []struct {
 		name string
@@ -491,6 +631,24 @@ func TestErrorDetails(t *testing.T) {
 			want: "timestamp is 2s older than the 1.5s tolerance",
 		},
 		{
+			name: "missing sendgrid timestamp",
+			cfg:  Config{Preset: "sendgrid", Secrets: sendgridKeys},
+			req:  Request{Header: http.Header{"X-Twilio-Email-Event-Webhook-Signature": {"MEUCIQ=="}}, Body: body, Now: testNow},
+			want: "missing X-Twilio-Email-Event-Webhook-Timestamp header",
+		},
+		{
+			name: "sendgrid signature not DER",
+			cfg:  Config{Preset: "sendgrid", Secrets: sendgridKeys},
+			req:  Request{Header: sendgridHeader("MEUCIQ=="), Body: body, Now: testNow},
+			want: "X-Twilio-Email-Event-Webhook-Signature header is not a base64 DER ECDSA signature",
+		},
+		{
+			name: "sendgrid secret that is not a key",
+			cfg:  Config{Preset: "sendgrid", Secrets: secret},
+			req:  Request{Header: sendgridHeader(sendgridWellFormed), Body: body, Now: testNow},
+			want: "no configured secret is a SendGrid verification key (the base64 of a P-256 public key)",
+		},
+		{
 			name: "no secret",
 			cfg:  Config{Preset: "github"},
 			req:  Request{Body: body, Now: testNow},
@@ -557,7 +715,9 @@ func TestKnownPreset(t *testing.T) {
 		{"standard-webhooks", true},
 		{"svix", true},
 		{"twilio", true},
+		{"sendgrid", true},
 		{"timestamped", true},
+		{"SendGrid", false},
 		{"GitHub", false},
 		{"paypal", false},
 		{" github", false},
@@ -571,7 +731,7 @@ func TestKnownPreset(t *testing.T) {
 
 func TestPresets(t *testing.T) {
 	got := Presets()
-	want := []string{"github", "gitlab", "hmac", "shopify", "slack", "standard-webhooks", "stripe", "svix", "timestamped", "twilio"}
+	want := []string{"github", "gitlab", "hmac", "sendgrid", "shopify", "slack", "standard-webhooks", "stripe", "svix", "timestamped", "twilio"}
 	if !slices.Equal(got, want) {
 		t.Errorf("Presets() = %q, want %q", got, want)
 	}
@@ -601,6 +761,7 @@ func TestDefaultDeliveryID(t *testing.T) {
 		{"standard-webhooks", "webhook-id"},
 		{"svix", "svix-id"},
 		{"twilio", "I-Twilio-Idempotency-Token"},
+		{"sendgrid", ""},
 		{"timestamped", "X-Webhook-ID"},
 		{"paypal", ""},
 	}
