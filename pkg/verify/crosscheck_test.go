@@ -4,10 +4,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/sendgrid/sendgrid-go/helpers/eventwebhook"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"github.com/stripe/stripe-go/v84/webhook"
 )
@@ -172,6 +174,56 @@ func TestStripeGoVerifiesOurSignature(t *testing.T) {
 	}
 	if err := webhook.ValidatePayload(payload, header, "whsec_other_secret"); err == nil {
 		t.Errorf("webhook.ValidatePayload() with another secret = nil, want an error")
+	}
+}
+
+func TestSendGridGoAgrees(t *testing.T) {
+	// sendgrid-go's helper and Verify must judge the same deliveries alike,
+	// except where Verify is stricter on purpose (strict says so).
+	priv, pub := sendgridTestKeys()
+	const ts = "1700000000"
+	body := []byte(sendgridTestBody)
+	sig := sendgridTestSign(priv[0], ts, body)
+	tests := []struct {
+		name   string
+		key    []byte
+		sig    []byte
+		ts     string
+		body   []byte
+		valid  bool
+		strict bool
+	}{
+		{name: "signed", key: pub[0], sig: sig, ts: ts, body: body, valid: true},
+		{name: "twin with n - s", key: pub[0], sig: negateS(sig), ts: ts, body: body, valid: true},
+		{name: "empty body", key: pub[0], sig: sendgridTestSign(priv[0], ts, nil), ts: ts, body: nil, valid: true},
+		{name: "body changed", key: pub[0], sig: sig, ts: ts, body: append(slices.Clone(body), ' ')},
+		{name: "timestamp changed", key: pub[0], sig: sig, ts: "1700000001", body: body},
+		{name: "another key", key: pub[1], sig: sig, ts: ts, body: body},
+		{name: "signature of another key", key: pub[0], sig: sendgridTestSign(priv[1], ts, body), ts: ts, body: body},
+		{name: "DER cut short", key: pub[0], sig: sig[:len(sig)-1], ts: ts, body: body},
+		// encoding/asn1.Unmarshal returns what follows the DER and
+		// sendgrid-go ignores it; Verify refuses a signature with a tail.
+		{name: "byte after the DER", key: pub[0], sig: append(slices.Clone(sig), 0), ts: ts, body: body, strict: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			key, err := eventwebhook.ConvertPublicKeyBase64ToECDSA(string(tt.key))
+			if err != nil {
+				t.Fatalf("eventwebhook.ConvertPublicKeyBase64ToECDSA() = %v", err)
+			}
+			sig := base64.StdEncoding.EncodeToString(tt.sig)
+			theirs, _ := eventwebhook.VerifySignature(key, tt.body, sig, tt.ts)
+			h := http.Header{}
+			h.Set(eventwebhook.VerificationHTTPHeader, sig)
+			h.Set(eventwebhook.TimestampHTTPHeader, tt.ts)
+			ours := Verify(Config{Preset: "sendgrid", Secrets: [][]byte{tt.key}}, Request{Header: h, Body: tt.body, Now: testNow}) == nil
+			if ours != tt.valid {
+				t.Errorf("Verify() valid = %v, want %v", ours, tt.valid)
+			}
+			if want := tt.valid || tt.strict; theirs != want {
+				t.Errorf("eventwebhook.VerifySignature() = %v, want %v", theirs, want)
+			}
+		})
 	}
 }
 
