@@ -15,6 +15,7 @@ func BenchmarkVerify(b *testing.B) {
 		{"github", githubScheme()},
 		{"stripe", stripeScheme()},
 		{"standard-webhooks", standardScheme("standard-webhooks", standardNames)},
+		{"sendgrid", sendgridScheme()},
 	}
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
@@ -34,5 +35,18 @@ func BenchmarkVerify(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkSendGridKey measures parsing a verification key, which the
+// sendgrid preset does for every secret on every request, to set it beside
+// BenchmarkVerify/sendgrid.
+func BenchmarkSendGridKey(b *testing.B) {
+	_, pub := sendgridTestKeys()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := sendgridKey(pub[0]); !ok {
+			b.Fatal("sendgridKey() = false")
+		}
 	}
 }

@@ -1,6 +1,9 @@
 package verify
 
 import (
+	"crypto/elliptic"
+	"encoding/base64"
+	"encoding/pem"
 	"net/http"
 	"slices"
 	"strings"
@@ -124,6 +127,65 @@ func FuzzTwilioForm(f *testing.F) {
 	})
 }
 
+func FuzzSendGridHeader(f *testing.F) {
+	f.Add("MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM=", "1600112502", []byte("[]\r\n"))
+	f.Add("MEQCIE1+XV7G7/iUAW9af+Z0VHmbDx2SyZRrw82ZQ6twhfWfAiBvo+jPNlhuUeKQw4PmrTi77RvINA3Kx/Cxz4dULCytkw==", "1700000000", []byte(sendgridTestBody))
+	f.Add("MAYCAQECAQE=", "1700000000", []byte("{}"))
+	f.Add("MAYCAQACAQE=", "-1", []byte(nil))
+	f.Add("MIIBAQ==", "17000000000000000000", []byte("x"))
+	_, pub := sendgridTestKeys()
+	keys := [][]byte{pub[0]}
+	f.Fuzz(func(t *testing.T, sig, ts string, body []byte) {
+		if der, ok := sendgridSignature(sig); ok {
+			if len(der) > maxP256SignatureDER {
+				t.Fatalf("sendgridSignature(%q) kept %d bytes, more than %d", sig, len(der), maxP256SignatureDER)
+			}
+			// Strict base64 has one spelling per byte string.
+			if got := base64.StdEncoding.EncodeToString(der); got != sig {
+				t.Fatalf("sendgridSignature(%q) accepted a non-canonical spelling of %q", sig, got)
+			}
+		}
+		h := http.Header{}
+		h.Set("X-Twilio-Email-Event-Webhook-Signature", sig)
+		h.Set("X-Twilio-Email-Event-Webhook-Timestamp", ts)
+		r := Request{Header: h, Body: body, Now: time.Unix(1700000000, 0)}
+		if err := Verify(Config{Preset: "sendgrid", Secrets: keys}, r); err == nil {
+			t.Fatalf("Verify(sendgrid, %q, %q) = nil for a random signature", sig, ts)
+		}
+	})
+}
+
+func FuzzSendGridKey(f *testing.F) {
+	priv, pub := sendgridTestKeys()
+	der, _ := base64.StdEncoding.DecodeString(string(pub[0]))
+	f.Add(pub[0])
+	f.Add(pub[1])
+	f.Add(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	f.Add([]byte("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g=="))
+	f.Add([]byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))
+	f.Add([]byte("-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----\n"))
+	const ts = "1700000000"
+	body := []byte(sendgridTestBody)
+	h := http.Header{}
+	h.Set("X-Twilio-Email-Event-Webhook-Signature", base64.StdEncoding.EncodeToString(sendgridTestSign(priv[0], ts, body)))
+	h.Set("X-Twilio-Email-Event-Webhook-Timestamp", ts)
+	r := Request{Header: h, Body: body, Now: time.Unix(1700000000, 0)}
+	f.Fuzz(func(t *testing.T, secret []byte) {
+		key, ok := sendgridKey(secret)
+		if ok && key.Curve != elliptic.P256() {
+			t.Fatalf("sendgridKey(%q) accepted a key on %s", secret, key.Curve.Params().Name)
+		}
+		err := Verify(Config{Preset: "sendgrid", Secrets: [][]byte{secret}}, r)
+		want := ok && key.Equal(&priv[0].PublicKey)
+		if got := err == nil; got != want {
+			t.Fatalf("Verify(sendgrid) with secret %q = %v, want valid %v", secret, err, want)
+		}
+		if !ok && reasonOf(t, err) != ReasonNoSecret {
+			t.Fatalf("Verify(sendgrid) with unusable secret %q = %v, want reason %q", secret, err, ReasonNoSecret)
+		}
+	})
+}
+
 // fuzzSchemes are the schemes FuzzVerify signs with, one per preset.
 var fuzzSchemes = []schemeTest{
 	defaultScheme(),
@@ -137,6 +199,7 @@ var fuzzSchemes = []schemeTest{
 	standardScheme("svix", svixNames),
 	twilioScheme(),
 	timestampedScheme(),
+	sendgridScheme(),
 }
 
 // fuzzHeaders are every header any scheme reads.
@@ -144,6 +207,7 @@ var fuzzHeaders = []string{
 	"X-Webhook-Signature", "X-Hub-Signature-256", "X-Hub-Signature", "X-Signature",
 	"Stripe-Signature", "X-Slack-Signature", "X-Shopify-Hmac-Sha256", "Shopify-Hmac-Sha256",
 	"X-Gitlab-Token", "webhook-signature", "svix-signature", "X-Twilio-Signature",
+	"X-Twilio-Email-Event-Webhook-Signature",
 }
 
 func FuzzVerify(f *testing.F) {
@@ -151,6 +215,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add(uint8(2), "t=1700000000,v1=00", "1700000000", "", []byte(""))
 	f.Add(uint8(7), "v1,AAAA v1a,BBBB", "1700000000", "msg.1", []byte("a=b"))
 	f.Add(uint8(9), "L/OH5YylLD5NRKLltdqwSvS0BnU=", "", "", []byte("To=%2B1&From=x"))
+	f.Add(uint8(11), "MEUCIGHQVtGj+Y3LkG9fLcxf3qfI10QysgDWmMOVmxG0u6ZUAiEAyBiXDWzM+uOe5W0JuG+luQAbPIqHh89M15TluLtEZtM=", "1600112502", "", []byte("[]\r\n"))
 	f.Fuzz(func(t *testing.T, which uint8, sig, ts, id string, body []byte) {
 		st := fuzzSchemes[int(which)%len(fuzzSchemes)]
 		now := time.Unix(1700000000, 0)
@@ -160,7 +225,7 @@ func FuzzVerify(f *testing.F) {
 		for _, name := range fuzzHeaders {
 			h.Set(name, sig)
 		}
-		for _, name := range []string{"X-Slack-Request-Timestamp", "X-Webhook-Timestamp", "webhook-timestamp", "svix-timestamp"} {
+		for _, name := range []string{"X-Slack-Request-Timestamp", "X-Webhook-Timestamp", "webhook-timestamp", "svix-timestamp", "X-Twilio-Email-Event-Webhook-Timestamp"} {
 			h.Set(name, ts)
 		}
 		h.Set("webhook-id", id)
