@@ -17,11 +17,13 @@ run: build
 	INLET_LOG_FORMAT=$${INLET_LOG_FORMAT:-text} $(BIN) serve
 
 # Every test, against real PostgreSQL and NATS: the ones on 127.0.0.1 when
-# they answer, otherwise servers the tests start themselves. Then a short
-# fuzzing pass over every parser.
+# they answer, otherwise servers the tests start themselves. Then promtool's
+# checks and unit tests of the alert rules, and a short fuzzing pass over
+# every parser.
 test: vet
 	@scripts/ensure-postgres.sh
 	$(GO) test -race -count=1 -timeout 20m ./...
+	@scripts/check-alerts.sh
 	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 vet:
