@@ -22,10 +22,10 @@ install_cmd="apt-get update && apt-get install -y --no-install-recommends promet
 if [[ ! -r /etc/debian_version ]] || ! command -v apt-get >/dev/null 2>&1; then
 	cat >&2 <<-EOF
 		ensure-promtool: promtool is not on \$PATH.
-		Install it with your system's package manager (for example
-		"brew install prometheus" or "dnf install golang-github-prometheus"),
-		take it from a release archive at https://prometheus.io/download/,
-		or build it: go install github.com/prometheus/prometheus/cmd/promtool@latest
+		Install Prometheus, which carries it, with your system's package
+		manager (for example "brew install prometheus"), take promtool from a
+		release archive at https://prometheus.io/download/, or build it:
+		    go install github.com/prometheus/prometheus/cmd/promtool@latest
 	EOF
 	exit 1
 fi
