@@ -58,6 +58,10 @@ type Config struct {
 	Stream string `yaml:"stream"`
 	// SubjectPrefix starts the NATS subject of every published event.
 	SubjectPrefix string `yaml:"subject_prefix"`
+	// StreamReplicas is how many copies of Stream a NATS cluster keeps when
+	// inlet creates it (1 to 5; 3 survives the loss of one server). A stream
+	// that already exists keeps its own setting.
+	StreamReplicas int `yaml:"stream_replicas"`
 	// IPRateLimit is the number of receiver requests per minute allowed from
 	// one source IP; 0 turns the limit off.
 	IPRateLimit int `yaml:"ip_rate_limit"`
@@ -95,6 +99,7 @@ func Default() Config {
 		DataDir:           ".data",
 		Stream:            "INLET_EVENTS",
 		SubjectPrefix:     "inlet.events",
+		StreamReplicas:    1,
 		UnknownKeyLimit:   60,
 		WriteQueue:        4096,
 		LogFormat:         "json",
@@ -189,6 +194,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("admin_token", c.AdminToken.String()),
 		slog.String("stream", c.Stream),
 		slog.String("subject_prefix", c.SubjectPrefix),
+		slog.Int("stream_replicas", c.StreamReplicas),
 		slog.Int("ip_rate_limit", c.IPRateLimit),
 		slog.Int("unknown_key_limit", c.UnknownKeyLimit),
 		slog.Int("write_queue", c.WriteQueue),
@@ -298,6 +304,11 @@ func (c Config) Validate() error {
 		bad("subject_prefix", "%q must not contain whitespace or the wildcards \"*\" and \">\"", c.SubjectPrefix)
 	case strings.HasPrefix(c.SubjectPrefix, ".") || strings.HasSuffix(c.SubjectPrefix, ".") || strings.Contains(c.SubjectPrefix, ".."):
 		bad("subject_prefix", "%q has an empty token; separate non-empty tokens with single dots", c.SubjectPrefix)
+	}
+
+	// JetStream's own limit: a stream has at most five replicas.
+	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
+		bad("stream_replicas", "must be between 1 and 5, got %d", c.StreamReplicas)
 	}
 
 	nonNegative := []struct {

@@ -67,6 +67,7 @@ func TestValidate(t *testing.T) {
 				c.TrustedProxies = []string{"10.0.0.0/8", "not-a-cidr", "192.168.0.0/33"}
 				c.Stream = "inlet.events"
 				c.SubjectPrefix = "inlet.*"
+				c.StreamReplicas = -1
 				c.IPRateLimit = -1
 				c.UnknownKeyLimit = -2
 				c.WriteQueue = 0
@@ -88,6 +89,7 @@ func TestValidate(t *testing.T) {
 				`trusted_proxies (INLET_TRUSTED_PROXIES): "192.168.0.0/33" is not a CIDR`,
 				`stream (INLET_STREAM): "inlet.events" must not contain`,
 				`subject_prefix (INLET_SUBJECT_PREFIX): "inlet.*" must not contain whitespace or the wildcards`,
+				"stream_replicas (INLET_STREAM_REPLICAS): must be between 1 and 5, got -1",
 				"ip_rate_limit (INLET_IP_RATE_LIMIT): must not be negative, got -1",
 				"unknown_key_limit (INLET_UNKNOWN_KEY_LIMIT): must not be negative, got -2",
 				"write_queue (INLET_WRITE_QUEUE): must be greater than 0, got 0",
@@ -100,6 +102,20 @@ func TestValidate(t *testing.T) {
 				`log_format (INLET_LOG_FORMAT): "xml" is not one of json, text`,
 				`log_level (INLET_LOG_LEVEL): "verbose" is not one of debug, info, warn, error`,
 			},
+		},
+		{
+			name:   "most stream replicas JetStream allows",
+			modify: func(c *Config) { c.StreamReplicas = 5 },
+		},
+		{
+			name:   "no stream replicas",
+			modify: func(c *Config) { c.StreamReplicas = 0 },
+			want:   []string{"stream_replicas (INLET_STREAM_REPLICAS): must be between 1 and 5, got 0"},
+		},
+		{
+			name:   "more stream replicas than JetStream allows",
+			modify: func(c *Config) { c.StreamReplicas = 6 },
+			want:   []string{"stream_replicas (INLET_STREAM_REPLICAS): must be between 1 and 5, got 6"},
 		},
 		{
 			name:   "empty stream and prefix",
@@ -232,6 +248,9 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	}
 	if !strings.Contains(outputs["String"], "database_url=postgres://db.example.com:5432/inlet") {
 		t.Errorf("String() = %s, want the database host kept", outputs["String"])
+	}
+	if !strings.Contains(outputs["String"], "stream_replicas=1") {
+		t.Errorf("String() = %s, want stream_replicas shown", outputs["String"])
 	}
 	if !strings.Contains(outputs["String"], "http_addr=:8080") {
 		t.Errorf("String() = %s, want the settings shown", outputs["String"])

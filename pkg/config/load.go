@@ -47,6 +47,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.Stream }},
 		{"subject_prefix", "INLET_SUBJECT_PREFIX", "", "prefix of the NATS subject of every event",
 			func(c *Config) any { return &c.SubjectPrefix }},
+		{"stream_replicas", "INLET_STREAM_REPLICAS", "", "replicas of the stream when inlet creates it, 1 to 5",
+			func(c *Config) any { return &c.StreamReplicas }},
 		{"ip_rate_limit", "INLET_IP_RATE_LIMIT", "", "receiver requests per minute per source IP; 0 is off",
 			func(c *Config) any { return &c.IPRateLimit }},
 		{"unknown_key_limit", "INLET_UNKNOWN_KEY_LIMIT", "", "unknown or revoked key lookups per minute per source IP before 429; 0 is off",

@@ -46,19 +46,20 @@ func TestLoadPrecedence(t *testing.T) {
 		},
 		{
 			name: "file over default",
-			file: "http_addr: \":7000\"\npacks_dir: /srv/packs\nread_timeout: 1m\ntrusted_proxies: [10.0.0.0/8, \"::1/128\"]\n",
+			file: "http_addr: \":7000\"\npacks_dir: /srv/packs\nread_timeout: 1m\nstream_replicas: 3\ntrusted_proxies: [10.0.0.0/8, \"::1/128\"]\n",
 			want: func(c *Config) {
 				c.HTTPAddr = ":7000"
 				c.PacksDir = "/srv/packs"
 				c.ReadTimeout = time.Minute
+				c.StreamReplicas = 3
 				c.TrustedProxies = []string{"10.0.0.0/8", "::1/128"}
 			},
 		},
 		{
 			name: "env over file",
-			file: "http_addr: \":7000\"\nwrite_queue: 10\n",
-			env:  map[string]string{"INLET_HTTP_ADDR": ":7001", "INLET_WRITE_QUEUE": "20"},
-			want: func(c *Config) { c.HTTPAddr = ":7001"; c.WriteQueue = 20 },
+			file: "http_addr: \":7000\"\nwrite_queue: 10\nstream_replicas: 5\n",
+			env:  map[string]string{"INLET_HTTP_ADDR": ":7001", "INLET_WRITE_QUEUE": "20", "INLET_STREAM_REPLICAS": "3"},
+			want: func(c *Config) { c.HTTPAddr = ":7001"; c.WriteQueue = 20; c.StreamReplicas = 3 },
 		},
 		{
 			name: "flag over env over file",
@@ -99,6 +100,7 @@ func TestLoadPrecedence(t *testing.T) {
 				"INLET_ADMIN_TOKEN":         "tok",
 				"INLET_STREAM":              "EVENTS",
 				"INLET_SUBJECT_PREFIX":      "hooks.in",
+				"INLET_STREAM_REPLICAS":     "3",
 				"INLET_IP_RATE_LIMIT":       "600",
 				"INLET_UNKNOWN_KEY_LIMIT":   "0",
 				"INLET_WRITE_QUEUE":         "8",
@@ -123,6 +125,7 @@ func TestLoadPrecedence(t *testing.T) {
 					AdminToken:        "tok",
 					Stream:            "EVENTS",
 					SubjectPrefix:     "hooks.in",
+					StreamReplicas:    3,
 					IPRateLimit:       600,
 					UnknownKeyLimit:   0,
 					WriteQueue:        8,
@@ -266,8 +269,9 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name: "bad env values all reported",
-			env:  map[string]string{"INLET_IP_RATE_LIMIT": "abc", "INLET_READ_TIMEOUT": "30", "INLET_DB_MAX_CONNS": "1.5"},
+			env:  map[string]string{"INLET_IP_RATE_LIMIT": "abc", "INLET_READ_TIMEOUT": "30", "INLET_DB_MAX_CONNS": "1.5", "INLET_STREAM_REPLICAS": "three"},
 			want: []string{
+				`INLET_STREAM_REPLICAS: "three" is not an integer`,
 				`INLET_IP_RATE_LIMIT: "abc" is not an integer`,
 				`INLET_READ_TIMEOUT: "30" is not a duration`,
 				`INLET_DB_MAX_CONNS: "1.5" is not an integer`,
@@ -279,6 +283,11 @@ func TestLoadErrors(t *testing.T) {
 			env:  map[string]string{"INLET_TRUSTED_PROXIES": "10.0.0.0/8,bogus"},
 			args: []string{"-public-url", "hooks.example.com"},
 			want: []string{"write_queue (INLET_WRITE_QUEUE)", `"bogus" is not a CIDR`, `public_url (INLET_PUBLIC_URL): "hooks.example.com"`},
+		},
+		{
+			name: "stream replicas out of range",
+			file: "stream_replicas: 7\n",
+			want: []string{"stream_replicas (INLET_STREAM_REPLICAS): must be between 1 and 5, got 7"},
 		},
 		{
 			name: "admin token is not a flag",
