@@ -301,7 +301,7 @@ func (g *Gateway) startNATS(ctx context.Context) error {
 func (g *Gateway) ensureStream(ctx context.Context, js jetstream.JetStream) {
 	for delay := 250 * time.Millisecond; ; delay = min(delay*2, 10*time.Second) {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := publish.EnsureStream(sctx, js, g.cfg.Stream, g.cfg.SubjectPrefix)
+		err := publish.EnsureStream(sctx, js, g.cfg.Stream, g.cfg.SubjectPrefix, g.cfg.StreamReplicas)
 		cancel()
 		if err == nil {
 			return

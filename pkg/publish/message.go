@@ -84,12 +84,13 @@ func validSubject(s string) bool {
 }
 
 // EnsureStream creates the stream named stream, capturing "<prefix>.>" in
-// file storage with a DuplicateWindow de-duplication window, unless it exists.
-// An existing stream's configuration is left alone, but EnsureStream fails if
-// its subjects do not cover "<prefix>.>", since events would then be
-// rejected. It is idempotent and safe to call from several instances at
-// once.
-func EnsureStream(ctx context.Context, js jetstream.JetStream, stream, prefix string) error {
+// file storage with a DuplicateWindow de-duplication window and replicas
+// copies (0 means 1; more than 1 needs a JetStream cluster of at least that
+// many servers), unless it exists. An existing stream's configuration,
+// replicas included, is left alone, but EnsureStream fails if its subjects
+// do not cover "<prefix>.>", since events would then be rejected. It is
+// idempotent and safe to call from several instances at once.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, stream, prefix string, replicas int) error {
 	s, err := js.Stream(ctx, stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		_, err = js.CreateStream(ctx, jetstream.StreamConfig{
@@ -97,6 +98,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, stream, prefix st
 			Subjects:   []string{prefix + ".>"},
 			Storage:    jetstream.FileStorage,
 			Duplicates: DuplicateWindow,
+			Replicas:   max(replicas, 1),
 		})
 		if err == nil {
 			return nil

@@ -309,7 +309,7 @@ func TestEnsureStream(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make([]error, 5)
 	for i := range errs {
-		wg.Go(func() { errs[i] = publish.EnsureStream(ctx, js, env.Stream, env.SubjectPrefix) })
+		wg.Go(func() { errs[i] = publish.EnsureStream(ctx, js, env.Stream, env.SubjectPrefix, 0) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -323,13 +323,21 @@ func TestEnsureStream(t *testing.T) {
 	}
 	cfg := s.CachedInfo().Config
 	if len(cfg.Subjects) != 1 || cfg.Subjects[0] != env.SubjectPrefix+".>" || cfg.Storage != jetstream.FileStorage ||
-		cfg.Duplicates != publish.DuplicateWindow {
-		t.Errorf("stream config: subjects %q, storage %v, duplicates %v", cfg.Subjects, cfg.Storage, cfg.Duplicates)
+		cfg.Duplicates != publish.DuplicateWindow || cfg.Replicas != 1 {
+		t.Errorf("stream config: subjects %q, storage %v, duplicates %v, replicas %d", cfg.Subjects, cfg.Storage, cfg.Duplicates, cfg.Replicas)
 	}
-	if err := publish.EnsureStream(ctx, js, env.Stream, env.SubjectPrefix); err != nil {
+	// An existing stream is taken as it is, whatever replicas are asked for.
+	if err := publish.EnsureStream(ctx, js, env.Stream, env.SubjectPrefix, 3); err != nil {
 		t.Errorf("EnsureStream() again = %v", err)
 	}
-	if err := publish.EnsureStream(ctx, js, env.Stream, "other.prefix"); err == nil {
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatalf("Info(%s): %v", env.Stream, err)
+	}
+	if info.Config.Replicas != 1 {
+		t.Errorf("replicas after EnsureStream() on the existing stream = %d, want 1 unchanged", info.Config.Replicas)
+	}
+	if err := publish.EnsureStream(ctx, js, env.Stream, "other.prefix", 1); err == nil {
 		t.Errorf("EnsureStream() with a prefix the stream does not capture: no error")
 	}
 }
@@ -359,7 +367,7 @@ func ensureStream(t *testing.T, js jetstream.JetStream, env natstest.Env) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := publish.EnsureStream(ctx, js, env.Stream, env.SubjectPrefix); err != nil {
+	if err := publish.EnsureStream(ctx, js, env.Stream, env.SubjectPrefix, 1); err != nil {
 		t.Fatalf("EnsureStream: %v", err)
 	}
 }
