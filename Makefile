@@ -43,12 +43,13 @@ fuzz:
 
 # The long forms of the reliability tests: a real inlet killed (SIGKILL)
 # and stopped (SIGTERM) many times under load, NATS and PostgreSQL outages
-# of a minute, a scanner spraying random keys from random addresses for
-# minutes. Each logs the figures the README's Reliability section quotes.
+# of a minute, the stream's leader in a three-server NATS cluster killed
+# again and again, a scanner spraying random keys from random addresses for
+# minutes. Each logs the figures the README quotes.
 chaos:
 	@scripts/ensure-postgres.sh
 	INLET_CHAOS=long $(GO) test -count=1 -timeout 60m -v \
-		-run '^(TestChaos|TestNATSOutageUnderLoad|TestPostgresOutageUnderLoad|TestScannerMemory|TestLimiterSetsBounded)$$' ./test/
+		-run '^(TestChaos|TestNATSOutageUnderLoad|TestPostgresOutageUnderLoad|TestNATSClusterFailover|TestScannerMemory|TestLimiterSetsBounded)$$' ./test/
 
 clean:
 	rm -rf bin
