@@ -234,10 +234,10 @@ func (c *natsCluster) waitMeta() {
 	})
 }
 
-// streamInfo asks the stream's leader about it; nil means no answer in
-// time, as while the stream has no leader.
-func streamInfo(js jetstream.JetStream, name string) *jetstream.StreamInfo {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+// streamInfo asks the stream's leader about it; nil means no answer within
+// wait, as while the stream has no leader.
+func streamInfo(js jetstream.JetStream, name string, wait time.Duration) *jetstream.StreamInfo {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	s, err := js.Stream(ctx, name)
 	if err != nil {
@@ -252,7 +252,7 @@ func waitStreamHealthy(t *testing.T, js jetstream.JetStream, name string, replic
 	t.Helper()
 	var leader string
 	eventually(t, 60*time.Second, "every replica of the stream to be current", func() bool {
-		info := streamInfo(js, name)
+		info := streamInfo(js, name, time.Second)
 		if info == nil || info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) != replicas-1 {
 			return false
 		}
@@ -278,10 +278,13 @@ type outboxSampler struct {
 	mu      sync.Mutex
 }
 
-func sampleOutbox(st *store.Store) *outboxSampler {
+// sampleOutbox samples st's outbox every 100ms until finish, or the end of
+// the test.
+func sampleOutbox(t *testing.T, st *store.Store) *outboxSampler {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &outboxSampler{stop: cancel, done: make(chan struct{})}
-	go func() { // owned by s: finish cancels and waits for it
+	t.Cleanup(func() { s.finish() })
+	go func() { // owned by s: finish cancels it and waits for it
 		defer close(s.done)
 		for ctx.Err() == nil {
 			qctx, qcancel := context.WithTimeout(ctx, 2*time.Second)
@@ -310,6 +313,7 @@ func (s *outboxSampler) lag() time.Duration {
 }
 
 // finish stops sampling and returns the peak backlog and the longest lag.
+// It may be called more than once.
 func (s *outboxSampler) finish() (int64, time.Duration) {
 	s.stop()
 	<-s.done
@@ -350,7 +354,7 @@ func TestNATSClusterFailover(t *testing.T) {
 	// The gateway creates the stream in the background.
 	var info *jetstream.StreamInfo
 	eventually(t, 30*time.Second, "inlet to create its stream", func() bool {
-		info = streamInfo(e.js, stream)
+		info = streamInfo(e.js, stream, time.Second)
 		return info != nil
 	})
 	if info.Config.Replicas != size {
@@ -375,12 +379,13 @@ func TestNATSClusterFailover(t *testing.T) {
 		waitAccepted(t, l, int64(100+rand.IntN(relForm(300, 3000))))
 		victim := c.node(leader)
 		from := l.mark()
-		s := sampleOutbox(st)
+		s := sampleOutbox(t, st)
 		f := failover{inletOnIt: e.g.NATSURL() == "nats://127.0.0.1:"+strconv.Itoa(victim.client)}
 		victim.kill()
 		killed := time.Now()
+		// Asked often, with a short wait, to time the election closely.
 		eventually(t, 60*time.Second, "a new stream leader", func() bool {
-			info := streamInfo(e.js, stream)
+			info := streamInfo(e.js, stream, 300*time.Millisecond)
 			return info != nil && info.Cluster != nil && info.Cluster.Leader != "" && info.Cluster.Leader != leader
 		})
 		f.leaderless = time.Since(killed)
