@@ -267,9 +267,9 @@ func waitStreamHealthy(t *testing.T, js jetstream.JetStream, name string, replic
 	return leader
 }
 
-// outboxSampler records the largest outbox backlog and the age of its
-// oldest event, which is how late publishing runs, while it samples.
-type outboxSampler struct {
+// backlogSampler records the largest publishing backlog and the age of
+// its oldest event, which is how late publishing runs, while it samples.
+type backlogSampler struct {
 	stop    context.CancelFunc
 	done    chan struct{}
 	peak    int64
@@ -278,17 +278,22 @@ type outboxSampler struct {
 	mu      sync.Mutex
 }
 
-// sampleOutbox samples st's outbox every 100ms until finish, or the end of
+// sampleBacklog samples st's unpublished events every 100ms until finish, or the end of
 // the test.
-func sampleOutbox(t *testing.T, st *store.Store) *outboxSampler {
+func sampleBacklog(t *testing.T, st *store.Store) *backlogSampler {
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &outboxSampler{stop: cancel, done: make(chan struct{})}
+	s := &backlogSampler{stop: cancel, done: make(chan struct{})}
 	t.Cleanup(func() { s.finish() })
 	go func() { // owned by s: finish cancels it and waits for it
 		defer close(s.done)
 		for ctx.Err() == nil {
 			qctx, qcancel := context.WithTimeout(ctx, 2*time.Second)
-			n, oldest, err := st.OutboxBacklog(qctx)
+			var n int64
+			var oldest *time.Time
+			pos, err := st.PublishPosition(qctx)
+			if err == nil {
+				n, oldest, err = st.Backlog(qctx, pos)
+			}
 			qcancel()
 			if err == nil {
 				var lag time.Duration
@@ -306,7 +311,7 @@ func sampleOutbox(t *testing.T, st *store.Store) *outboxSampler {
 }
 
 // lag returns the oldest unpublished event's age at the last sample.
-func (s *outboxSampler) lag() time.Duration {
+func (s *backlogSampler) lag() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lastLag
@@ -314,7 +319,7 @@ func (s *outboxSampler) lag() time.Duration {
 
 // finish stops sampling and returns the peak backlog and the longest lag.
 // It may be called more than once.
-func (s *outboxSampler) finish() (int64, time.Duration) {
+func (s *backlogSampler) finish() (int64, time.Duration) {
 	s.stop()
 	<-s.done
 	return s.peak, s.maxLag
@@ -325,7 +330,7 @@ type failover struct {
 	leaderless time.Duration // from the kill until a new leader answered
 	caughtUp   time.Duration // from the kill until publishing was current again
 	maxLag     time.Duration // oldest unpublished event's age, at most
-	backlog    int64         // outbox backlog, at most
+	backlog    int64         // unpublished events, at most
 	p99        time.Duration // of the webhook answers meanwhile
 	inletOnIt  bool          // inlet was connected to the killed server
 }
@@ -335,7 +340,7 @@ func (f failover) String() string {
 	if f.inletOnIt {
 		conn = "to it"
 	}
-	return fmt.Sprintf("inlet connected %s; no stream leader for %v, publishing current again after %v (lag at most %v, outbox at most %d), webhook answers p99 %v",
+	return fmt.Sprintf("inlet connected %s; no stream leader for %v, publishing current again after %v (lag at most %v, backlog at most %d), webhook answers p99 %v",
 		conn, f.leaderless.Round(100*time.Millisecond), f.caughtUp.Round(100*time.Millisecond), f.maxLag.Round(100*time.Millisecond),
 		f.backlog, f.p99.Round(time.Millisecond))
 }
@@ -379,7 +384,7 @@ func TestNATSClusterFailover(t *testing.T) {
 		waitAccepted(t, l, int64(100+rand.IntN(relForm(300, 3000))))
 		victim := c.node(leader)
 		from := l.mark()
-		s := sampleOutbox(t, st)
+		s := sampleBacklog(t, st)
 		f := failover{inletOnIt: e.g.NATSURL() == "nats://127.0.0.1:"+strconv.Itoa(victim.client)}
 		victim.kill()
 		killed := time.Now()
@@ -389,7 +394,7 @@ func TestNATSClusterFailover(t *testing.T) {
 			return info != nil && info.Cluster != nil && info.Cluster.Leader != "" && info.Cluster.Leader != leader
 		})
 		f.leaderless = time.Since(killed)
-		// Events accepted meanwhile waited in the outbox; publishing is
+		// Events accepted meanwhile waited to be published; publishing is
 		// current again when the oldest one left is fresh.
 		eventually(t, 60*time.Second, "publishing to catch up on the new leader", func() bool {
 			return time.Since(killed) > f.leaderless+200*time.Millisecond && s.lag() < time.Second
