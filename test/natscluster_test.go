@@ -413,7 +413,9 @@ func TestNATSClusterFailover(t *testing.T) {
 	wait()
 
 	l.resolve(t, 60*time.Second)
-	eventually(t, 60*time.Second, "an empty outbox", func() bool { return e.count(`SELECT count(*) FROM outbox`) == 0 })
+	eventually(t, 60*time.Second, "every event published", func() bool {
+		return e.count(`SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`) == 0
+	})
 	events := e.count(`SELECT count(*) FROM events`)
 	ids, order := relStreamIDs(t, e.js, stream, events, 30*time.Second)
 	f := l.accountFor(t, e.db, ids, modeGraceful)
