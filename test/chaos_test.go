@@ -312,7 +312,9 @@ func TestNATSOutageUnderLoad(t *testing.T) {
 	waitAccepted(t, l, 100)
 	stop()
 	wait()
-	eventually(t, 60*time.Second, "every event published", func() bool { return e.count(`SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`) == 0 })
+	eventually(t, 60*time.Second, "every event published", func() bool {
+		return e.count(`SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`) == 0
+	})
 	eventually(t, 10*time.Second, "/readyz to recover", func() bool { return e.do("GET", "/readyz", nil, nil).status == 200 })
 	ids, order := relStreamIDs(t, e.js, e.cfg.Stream, e.count(`SELECT count(*) FROM events`), 30*time.Second)
 	f := l.accountFor(t, e.db, ids, modeGraceful)
@@ -506,7 +508,9 @@ func testPostgresOutage(t *testing.T, freeze bool) {
 	}
 
 	l.resolve(t, 60*time.Second)
-	eventually(t, 60*time.Second, "every event published", func() bool { return e.count(`SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`) == 0 })
+	eventually(t, 60*time.Second, "every event published", func() bool {
+		return e.count(`SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`) == 0
+	})
 	ids, order := relStreamIDs(t, e.js, e.cfg.Stream, e.count(`SELECT count(*) FROM events`), 30*time.Second)
 	f := l.accountFor(t, e.db, ids, modeDBOutage)
 	l.checkOrder(t, order)

@@ -162,7 +162,9 @@ func TestNATSOutage(t *testing.T) {
 			t.Errorf("message %d carries version %q, want %d (in order)", i, ev.Payload.Version, i)
 		}
 	}
-	eventually(t, 10*time.Second, "every event published", func() bool { return e.count(`SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`) == 0 })
+	eventually(t, 10*time.Second, "every event published", func() bool {
+		return e.count(`SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`) == 0
+	})
 	eventually(t, 10*time.Second, "/readyz to recover", func() bool { return e.do("GET", "/readyz", nil, nil).status == 200 })
 	e.stop() // before the NATS server it uses
 }

@@ -277,7 +277,9 @@ func TestReceiverContract(t *testing.T) {
 		if len(msgs) != n {
 			t.Errorf("stream has %d messages, want %d (one per event)", len(msgs), n)
 		}
-		eventually(t, 10*time.Second, "every event published", func() bool { return e.count(`SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`) == 0 })
+		eventually(t, 10*time.Second, "every event published", func() bool {
+			return e.count(`SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`) == 0
+		})
 	})
 	_ = firstID
 }
