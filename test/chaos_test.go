@@ -511,6 +511,19 @@ func testPostgresOutage(t *testing.T, freeze bool) {
 	eventually(t, 60*time.Second, "every event published", func() bool {
 		return e.count(`SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq)`) == 0
 	})
+	// Requests answered 503 are recorded once the database answers: those
+	// whose commit's outcome was unknown after a settling delay.
+	answered := 0
+	l.mu.Lock()
+	for _, a := range l.attempts {
+		if a.status != 0 {
+			answered++
+		}
+	}
+	l.mu.Unlock()
+	eventually(t, 40*time.Second, "an audit record of every answered request", func() bool {
+		return e.count(`SELECT COALESCE(sum(count), 0) FROM audit_log WHERE user_agent LIKE 'rel/%'`) >= answered
+	})
 	ids, order := relStreamIDs(t, e.js, e.cfg.Stream, e.count(`SELECT count(*) FROM events`), 30*time.Second)
 	f := l.accountFor(t, e.db, ids, modeDBOutage)
 	l.checkOrder(t, order)

@@ -50,7 +50,7 @@ func TestKeyLifecycle(t *testing.T) {
 		}
 	}
 	// The grace period ends on every instance when it ends in the database.
-	e.db.MustExec(`UPDATE webhook_keys SET expires_at = now() - interval '1 second' WHERE key = $1`, fresh)
+	e.db.MustExec(`UPDATE webhook_keys SET expires_at = now() - interval '1 second' WHERE hash = sha256(convert_to($1, 'UTF8'))`, fresh)
 	eventually(t, 5*time.Second, "the expired key to stop working", func() bool {
 		return e.post(fresh, deployment("5"), nil).status == 404
 	})

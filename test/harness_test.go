@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/inlet-dev/inlet/pkg/config"
+	"github.com/inlet-dev/inlet/pkg/embednats"
 	"github.com/inlet-dev/inlet/pkg/embednats/natstest"
 	"github.com/inlet-dev/inlet/pkg/gateway"
 	"github.com/inlet-dev/inlet/pkg/store/storetest"
@@ -61,9 +63,16 @@ type env struct {
 	logs   *syncBuffer
 	stopMu sync.Mutex
 	done   bool
+	// sent is when the last request through do was sent: its audit row,
+	// written by then or soon after, is the first received after it.
+	sentMu sync.Mutex
+	sent   time.Time
 }
 
 type option func(*config.Config)
+
+// testSecretKey seals the secrets of every test gateway.
+const testSecretKey = "S2V5IG9mIHRoZSB0ZXN0cywgMzIgYnl0ZXMgbG9uZyE"
 
 // newEnv starts a gateway on a fresh database and its own stream.
 func newEnv(t *testing.T, opts ...option) *env {
@@ -84,6 +93,10 @@ func startEnv(t *testing.T, dsn, natsURL, stream, prefix string, opts ...option)
 	cfg.PacksDir = "../packs"
 	cfg.DataDir = t.TempDir()
 	cfg.ShutdownTimeout = 20 * time.Second
+	// Instances on one database share their keys, as in production.
+	cfg.SecretKey = testSecretKey
+	// Tests check the audit row of each request; the flood test lowers it.
+	cfg.AuditFloodRate = 100_000
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -103,7 +116,19 @@ func startEnv(t *testing.T, dsn, natsURL, stream, prefix string, opts ...option)
 		e.token = string(cfg.AdminToken)
 	}
 	e.db = sqlx.MustConnect("postgres", dsn)
-	nc, err := nats.Connect(natsURL)
+	var natsOpts []nats.Option
+	if natsURL == "" { // the gateway's embedded server, and its token
+		b, err := os.ReadFile(filepath.Join(cfg.DataDir, embednats.URLFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		natsURL = strings.TrimSpace(string(b))
+		if b, err = os.ReadFile(filepath.Join(cfg.DataDir, embednats.TokenFile)); err != nil {
+			t.Fatal(err)
+		}
+		natsOpts = append(natsOpts, nats.Token(strings.TrimSpace(string(b))))
+	}
+	nc, err := nats.Connect(natsURL, natsOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +185,9 @@ func (e *env) do(method, path string, body []byte, header map[string]string) res
 	}
 	for k, v := range header {
 		req.Header.Set(k, v)
+	}
+	if strings.HasPrefix(path, "/api/v1/webhooks/") {
+		e.sending()
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -222,17 +250,51 @@ func (e *env) count(q string, args ...any) int {
 	return n
 }
 
-// lastAudit returns the newest audit row's outcome and status.
+// lastAudit returns the outcome and status of the audit row of the last
+// request sent through do, waiting for it: rejections are recorded
+// within a second of their answer.
 func (e *env) lastAudit() (outcome string, status int) {
 	e.t.Helper()
 	var row struct {
 		Outcome string `db:"outcome"`
 		Status  int    `db:"status"`
 	}
-	if err := e.db.Get(&row, `SELECT outcome, status FROM audit_log ORDER BY id DESC LIMIT 1`); err != nil {
-		e.t.Fatalf("last audit row: %v", err)
-	}
+	e.sentMu.Lock()
+	sent := e.sent
+	e.sentMu.Unlock()
+	e.waitAudit(e.t, sent, &row, `SELECT outcome, status FROM audit_log WHERE received_at >= $1 ORDER BY received_at DESC, id DESC LIMIT 1`)
 	return row.Outcome, row.Status
+}
+
+// sending notes that a webhook is about to be sent.
+func (e *env) sending() {
+	e.sentMu.Lock()
+	e.sent = time.Now()
+	e.sentMu.Unlock()
+}
+
+// waitAudit polls query, whose $1 is sent, the time a request was sent,
+// and whose other arguments are args, until it returns a row, into dst.
+func (e *env) waitAudit(t *testing.T, sent time.Time, dst any, query string, args ...any) {
+	t.Helper()
+	args = append([]any{sent}, args...)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := e.db.Get(dst, query, args...)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			var last []struct {
+				At      time.Time `db:"received_at"`
+				Outcome string    `db:"outcome"`
+				Ref     *string   `db:"trigger_ref"`
+			}
+			_ = e.db.Select(&last, `SELECT received_at, outcome, trigger_ref FROM audit_log ORDER BY id DESC LIMIT 3`)
+			t.Fatalf("no audit row of the request sent at %v (%v); the newest are %+v", sent, err, last)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // streamMessages returns every message in the gateway's stream, waiting up

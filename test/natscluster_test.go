@@ -370,7 +370,7 @@ func TestNATSClusterFailover(t *testing.T) {
 	dk, ds := relSignedTrigger(t, e.base, e.token, "myapp.deployment_complete", "")
 	gk, gs := relSignedTrigger(t, e.base, e.token, "github.push", "github")
 	l := newRelLoad(e.base, relDeploymentSender(dk, ds), relGitHubSender(gk, gs))
-	st := store.New(e.db)
+	st := store.New(e.db, storetest.Keyring())
 	kills := relForm(1, 5)
 	workers := relForm(8, 16)
 	ctx, stop := context.WithCancel(context.Background())

@@ -362,10 +362,11 @@ func manageAPI(t *testing.T, e *env, want int, method, path string, body any) ma
 
 // hook drives one trigger's webhook from one (sub)test.
 type hook struct {
-	t   *testing.T
-	e   *env
-	ref string
-	key string
+	t    *testing.T
+	e    *env
+	ref  string
+	key  string
+	sent time.Time // when the last webhook was sent, for lastAudit
 }
 
 // with returns h reporting to t, for use inside a subtest.
@@ -386,6 +387,7 @@ func (h *hook) url() string { return publicURL + "/api/v1/webhooks/" + h.key }
 
 func (h *hook) post(body []byte, header map[string]string) response {
 	h.t.Helper()
+	h.sent = time.Now()
 	return hookCall(h.t, h.e, "POST", "/api/v1/webhooks/"+h.key, body, header)
 }
 
@@ -400,7 +402,7 @@ func (h *hook) settings() map[string]any {
 	return data["settings"].(map[string]any)
 }
 
-// lastAudit returns the newest audit row of the trigger.
+// lastAudit returns the audit row of the last request to the trigger.
 func (h *hook) lastAudit() (outcome string, status int, detail string) {
 	h.t.Helper()
 	var row struct {
@@ -408,9 +410,8 @@ func (h *hook) lastAudit() (outcome string, status int, detail string) {
 		Status  int    `db:"status"`
 		Detail  string `db:"detail"`
 	}
-	if err := h.e.db.Get(&row, `SELECT outcome, status, detail FROM audit_log WHERE trigger_ref = $1 ORDER BY id DESC LIMIT 1`, h.ref); err != nil {
-		h.t.Fatalf("last audit row of %s: %v", h.ref, err)
-	}
+	h.e.waitAudit(h.t, h.sent, &row, `SELECT outcome, status, detail FROM audit_log WHERE received_at >= $1 AND trigger_ref = $2
+		ORDER BY received_at DESC, id DESC LIMIT 1`, h.ref)
 	return row.Outcome, row.Status, row.Detail
 }
 
@@ -864,8 +865,13 @@ func TestSenderGitHubWebhookPage(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM events`); n != 0 {
 		t.Errorf("the ping stored %d events, want none", n)
 	}
-	if n := e.count(`SELECT count(*) FROM audit_log WHERE outcome = 'accepted' AND detail = 'answered GitHub ping'`); n != 1 {
-		t.Errorf("ping audit rows = %d, want 1", n)
+	var pings int
+	eventually(t, 5*time.Second, "the ping's audit row", func() bool {
+		pings = e.count(`SELECT count(*) FROM audit_log WHERE outcome = 'accepted' AND detail = 'answered GitHub ping'`)
+		return pings > 0
+	})
+	if pings != 1 {
+		t.Errorf("ping audit rows = %d, want 1", pings)
 	}
 	unsigned := h.post(ping.body, map[string]string{"X-GitHub-Event": "ping", "Content-Type": "application/json"})
 	if unsigned.status != 401 {

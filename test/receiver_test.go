@@ -198,6 +198,9 @@ func TestReceiverContract(t *testing.T) {
 		if d2["event_id"] != d1["event_id"] || d2["duplicate"] != true {
 			t.Errorf("duplicate answer = %v, want event %v and duplicate true", d2, d1["event_id"])
 		}
+		if d2["received_at"] != d1["received_at"] {
+			t.Errorf("duplicate answer's received_at = %v, want the first delivery's %v", d2["received_at"], d1["received_at"])
+		}
 		if events() != before {
 			t.Error("a duplicate delivery stored a second event")
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/inlet-dev/inlet/pkg/config"
 	"github.com/inlet-dev/inlet/pkg/embednats/natstest"
 	"github.com/inlet-dev/inlet/pkg/gateway"
+	"github.com/inlet-dev/inlet/pkg/secret"
 	"github.com/inlet-dev/inlet/pkg/store/storetest"
 	"github.com/inlet-dev/inlet/pkg/trigger"
 )
@@ -175,7 +176,7 @@ func relGateway(tb testing.TB, opts ...option) (base, token string) {
 	cfg.SubjectPrefix = ns.SubjectPrefix
 	cfg.PacksDir = "../packs"
 	cfg.DataDir = tb.TempDir()
-	cfg.AdminToken = config.Secret("rel-admin-" + trigger.RandomString(32))
+	cfg.AdminToken = secret.Value("rel-admin-" + trigger.RandomString(32))
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -31,10 +31,12 @@ commands:
   serve     run the gateway (the default)
   migrate   apply database migrations and exit
   token     manage API tokens: token create NAME | token list | token revoke ID
+  secrets   manage the keys that seal secrets: secrets generate-key | secrets rotate-key
   tail      print events from the stream as they are published
   help      show this text
 
-Each command takes the configuration flags; see 'inlet serve -h'.
+'inlet COMMAND -h' describes a command and its flags; every command reads
+inlet's configuration, which 'inlet serve -h' lists.
 `
 
 // run dispatches to a subcommand; ctx is cancelled by SIGINT or SIGTERM.
@@ -50,6 +52,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return migrate(ctx, args, getenv, stderr)
 	case "token":
 		return token(ctx, args, getenv, stdout, stderr)
+	case "secrets":
+		return secrets(ctx, args, getenv, stdout, stderr)
 	case "tail":
 		return tail(ctx, args, getenv, stdout, stderr)
 	case "help", "-h", "--help":

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/inlet-dev/inlet/pkg/metrics"
+	"github.com/inlet-dev/inlet/pkg/outcome"
 	"github.com/inlet-dev/inlet/pkg/problem"
 	"github.com/inlet-dev/inlet/pkg/store"
 	"github.com/inlet-dev/inlet/pkg/trigger"
@@ -88,7 +89,7 @@ func storeErr(err error, what string) error {
 	case errors.As(err, &p):
 		return p
 	case errors.Is(err, store.ErrNotFound):
-		return problem.New(http.StatusNotFound, problem.NotFound, "%s not found", what)
+		return problem.New(http.StatusNotFound, outcome.NotFound, "%s not found", what)
 	case errors.Is(err, store.ErrConflict):
 		return &problem.Error{Status: http.StatusConflict, Code: problem.Conflict, Detail: what + " already exists", Err: err}
 	case errors.Is(err, store.ErrBadCursor):
@@ -97,8 +98,8 @@ func storeErr(err error, what string) error {
 		// The client went away; nobody reads the answer.
 		return &problem.Error{Status: 499, Code: problem.Invalid, Detail: "request canceled", Err: err}
 	case store.IsUnavailable(err):
-		return &problem.Error{Status: http.StatusServiceUnavailable, Code: problem.Internal,
+		return &problem.Error{Status: http.StatusServiceUnavailable, Code: outcome.Internal,
 			Detail: "database unavailable", RetryAfter: retryAfterUnavailable, Err: err}
 	}
-	return &problem.Error{Status: http.StatusInternalServerError, Code: problem.Internal, Detail: "internal error", Err: err}
+	return &problem.Error{Status: http.StatusInternalServerError, Code: outcome.Internal, Detail: "internal error", Err: err}
 }

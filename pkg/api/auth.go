@@ -1,13 +1,25 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/inlet-dev/inlet/pkg/outcome"
 	"github.com/inlet-dev/inlet/pkg/problem"
+	"github.com/inlet-dev/inlet/pkg/store"
 )
+
+// tokenKey holds the request's store.Token in the Echo context.
+const tokenKey = "inlet.token"
+
+// caller returns the token a request authenticated with.
+func caller(c echo.Context) store.Token {
+	t, _ := c.Get(tokenKey).(store.Token)
+	return t
+}
 
 // unauthorized is the only answer to a request without a live token, so
 // that it reveals nothing about the route or the resource asked for.
@@ -36,14 +48,18 @@ func (a *API) auth(next echo.HandlerFunc) echo.HandlerFunc {
 		if token == "" {
 			return unauthorized(c)
 		}
-		ok, err := a.store.CheckToken(c.Request().Context(), token)
-		if err != nil {
-			return &problem.Error{Status: http.StatusServiceUnavailable, Code: problem.Internal,
-				Detail: "cannot check the bearer token now", RetryAfter: retryAfterUnavailable, Err: err}
-		}
-		if !ok {
+		tok, err := a.store.CheckToken(c.Request().Context(), token)
+		if errors.Is(err, store.ErrNotFound) {
 			return unauthorized(c)
 		}
+		if err != nil {
+			return &problem.Error{Status: http.StatusServiceUnavailable, Code: outcome.Internal,
+				Detail: "cannot check the bearer token now", RetryAfter: retryAfterUnavailable, Err: err}
+		}
+		c.Set(tokenKey, tok)
+		// Every change the request makes is recorded as this token's.
+		r := c.Request()
+		c.SetRequest(r.WithContext(store.WithActor(r.Context(), store.TokenActor(tok))))
 		return next(c)
 	}
 }

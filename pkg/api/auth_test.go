@@ -31,11 +31,11 @@ func concretePath(path string) string {
 func TestUnauthenticatedRequestsGet401(t *testing.T) {
 	v := newEnv(t)
 	v.createTrigger("github.push")
-	revoked, revokedToken, err := v.store.CreateToken(context.Background(), "revoked")
+	revoked, revokedToken, err := v.store.CreateToken(context.Background(), "revoked", store.OriginCLI)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := v.store.RevokeToken(context.Background(), revoked.ID); err != nil {
+	if _, err := v.store.RevokeToken(context.Background(), revoked.ID); err != nil {
 		t.Fatal(err)
 	}
 
@@ -142,7 +142,7 @@ func TestValidTokenSchemeIsCaseInsensitive(t *testing.T) {
 func TestTokenCheckFailureIs503(t *testing.T) {
 	v := newEnv(t)
 	db := storetest.New(t)
-	broken := New(Options{Store: store.New(db), PublicURL: publicURL})
+	broken := New(Options{Store: store.New(db, storetest.Keyring()), PublicURL: publicURL})
 	db.Close()
 	e := echo.New()
 	e.HTTPErrorHandler = v.e.HTTPErrorHandler

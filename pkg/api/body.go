@@ -14,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/inlet-dev/inlet/pkg/outcome"
 	"github.com/inlet-dev/inlet/pkg/problem"
 	"github.com/inlet-dev/inlet/pkg/trigger"
 )
@@ -25,7 +26,7 @@ const MaxBodyBytes = 1 << 20
 // It returns nil for an empty or all-whitespace body.
 func readBody(c echo.Context) ([]byte, error) {
 	r := c.Request()
-	tooLarge := problem.New(http.StatusRequestEntityTooLarge, problem.TooLarge, "request body exceeds %d bytes", MaxBodyBytes)
+	tooLarge := problem.New(http.StatusRequestEntityTooLarge, outcome.TooLarge, "request body exceeds %d bytes", MaxBodyBytes)
 	if r.ContentLength > MaxBodyBytes {
 		return nil, tooLarge
 	}

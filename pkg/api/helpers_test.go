@@ -18,6 +18,7 @@ import (
 
 	"github.com/inlet-dev/inlet/pkg/event"
 	"github.com/inlet-dev/inlet/pkg/metrics"
+	"github.com/inlet-dev/inlet/pkg/outcome"
 	"github.com/inlet-dev/inlet/pkg/problem"
 	"github.com/inlet-dev/inlet/pkg/store"
 	"github.com/inlet-dev/inlet/pkg/store/storetest"
@@ -60,8 +61,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	st := store.New(storetest.New(t))
-	_, tok, err := st.CreateToken(context.Background(), "test")
+	st := store.New(storetest.New(t), storetest.Keyring())
+	_, tok, err := st.CreateToken(context.Background(), "test", store.OriginCLI)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func (v *env) seedEvents(tr trigger.Trigger, start time.Time, payloads ...string
 		recs[i] = &store.Record{
 			Event: &event.Event{ID: ids[i], TriggerID: tr.ID, TriggerRef: tr.Ref, Source: event.Source,
 				Payload: json.RawMessage(p), Metadata: meta, ReceivedAt: at},
-			Audit: store.Audit{ReceivedAt: at, TriggerID: &id, TriggerRef: &ref, Status: http.StatusOK, Outcome: problem.Accepted},
+			Audit: store.Audit{ReceivedAt: at, TriggerID: &id, TriggerRef: &ref, Status: http.StatusOK, Outcome: outcome.Accepted},
 		}
 	}
 	if _, err := v.store.WriteBatch(context.Background(), recs); err != nil {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/inlet-dev/inlet/pkg/problem"
+	"github.com/inlet-dev/inlet/pkg/outcome"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -197,7 +197,7 @@ func TestOpenAPIDocumentIsWellFormed(t *testing.T) {
 		}
 	}
 	outcomes := schemas["AuditRecord"].(map[string]any)["properties"].(map[string]any)["outcome"].(map[string]any)["enum"]
-	want, _ := json.Marshal(problem.Outcomes)
+	want, _ := json.Marshal(outcome.All)
 	if !sameJSON(outcomes, string(want)) {
 		t.Errorf("AuditRecord.outcome enum = %v, want %s", outcomes, want)
 	}

@@ -32,9 +32,20 @@ func (a *API) Register(e *echo.Echo) {
 		tr.POST(w+"/disable", a.disableWebhook)
 		tr.POST(w+"/regenerate", a.regenerateKey)
 		tr.GET(w+"/log", a.webhookLog)
+		tr.GET(w+"/keys", a.listKeys)
+		tr.POST(w+"/keys", a.createKey)
+		tr.DELETE(w+"/keys/:id", a.revokeKey)
 	}
 
 	ev := e.Group("/api/v1/events", a.auth)
 	ev.GET("", a.listEvents)
 	ev.GET("/:id", a.getEvent)
+
+	e.GET("/api/v1/audit", a.listAudit, a.auth)
+	e.GET("/api/v1/activity", a.listActivity, a.auth)
+
+	ob := e.Group("/api/v1/outbox", a.auth)
+	ob.GET("", a.outboxStatus)
+	ob.GET("/set-aside", a.listSetAside)
+	ob.POST("/set-aside/:event_id/retry", a.retrySetAside)
 }

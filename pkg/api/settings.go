@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/inlet-dev/inlet/pkg/secret"
 	"github.com/inlet-dev/inlet/pkg/trigger"
 )
-
-// MaxGraceSeconds bounds the grace periods of key regeneration and secret
-// rotation: seven days.
-const MaxGraceSeconds = 7 * 24 * 60 * 60
 
 // settingsFields are the members PATCH /api/v1/triggers/:ref/webhooks
 // accepts.
@@ -67,8 +64,8 @@ type hmacPatch struct {
 	Preset           *string `json:"preset"`
 	Header           *string `json:"header"`
 	ToleranceSeconds *int    `json:"tolerance_seconds"`
-	// RotationGraceSeconds is how long the replaced secret keeps
-	// verifying; nil means trigger.DefaultRotationGrace.
+	// RotationGraceSeconds is how long a replaced secret keeps verifying,
+	// kept for later changes too; unset means trigger.DefaultRotationGrace.
 	RotationGraceSeconds *int `json:"rotation_grace_seconds"`
 }
 
@@ -91,13 +88,12 @@ type ipAllowlistPatch struct {
 // A new secret that replaces a different one moves the old one to
 // PreviousSecret, which keeps verifying for the rotation grace (default
 // trigger.DefaultRotationGrace; 0 drops it at once).
-func (p *settingsPatch) apply(s *trigger.Settings, now time.Time, prefix string) (trigger.Secret, []trigger.FieldError) {
+func (p *settingsPatch) apply(s *trigger.Settings, now time.Time, prefix string) (secret.Value, []trigger.FieldError) {
 	var errs []trigger.FieldError
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, trigger.FieldError{Field: prefix + field, Message: fmt.Sprintf(format, args...)})
 	}
 	oldSecret := s.HMAC.Secret
-	grace := trigger.DefaultRotationGrace
 	if h := p.HMAC; h != nil {
 		setIf(&s.HMAC.Enabled, h.Enabled)
 		setIf(&s.HMAC.Algorithm, h.Algorithm)
@@ -105,15 +101,13 @@ func (p *settingsPatch) apply(s *trigger.Settings, now time.Time, prefix string)
 		setIf(&s.HMAC.Header, h.Header)
 		setIf(&s.HMAC.ToleranceSeconds, h.ToleranceSeconds)
 		if h.Secret != nil {
-			s.HMAC.Secret = trigger.Secret(*h.Secret)
+			s.HMAC.Secret = secret.Value(*h.Secret)
 		}
-		if g := h.RotationGraceSeconds; g != nil {
-			if *g < 0 || *g > MaxGraceSeconds {
-				bad("hmac.rotation_grace_seconds", "must be between 0 and %d", MaxGraceSeconds)
-			}
-			grace = time.Duration(*g) * time.Second
+		if h.RotationGraceSeconds != nil {
+			s.HMAC.RotationGraceSeconds = h.RotationGraceSeconds
 		}
 	}
+	grace := s.HMAC.RotationGrace()
 	if r := p.RateLimit; r != nil {
 		setIf(&s.RateLimit.Enabled, r.Enabled)
 		setIf(&s.RateLimit.Requests, r.Requests)
@@ -143,7 +137,7 @@ func (p *settingsPatch) apply(s *trigger.Settings, now time.Time, prefix string)
 	}
 	setIf(&s.DeliveryID, p.DeliveryID)
 
-	var generated trigger.Secret
+	var generated secret.Value
 	if s.HMAC.Enabled && s.HMAC.Secret == "" {
 		generated = trigger.NewSecret()
 		s.HMAC.Secret = generated
@@ -191,7 +185,9 @@ type hmacView struct {
 	Preset           string `json:"preset"`
 	Header           string `json:"header"`
 	ToleranceSeconds int    `json:"tolerance_seconds"`
-	SecretSet        bool   `json:"secret_set"`
+	// RotationGraceSeconds is how long a replaced secret keeps verifying.
+	RotationGraceSeconds int  `json:"rotation_grace_seconds"`
+	SecretSet            bool `json:"secret_set"`
 	// Secret is shown only in the answer to the request that generated it.
 	Secret                  string     `json:"secret,omitempty"`
 	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at"`
@@ -206,12 +202,13 @@ type ipAllowlistView struct {
 func viewSettings(s trigger.Settings, now time.Time) settingsView {
 	v := settingsView{
 		HMAC: hmacView{
-			Enabled:          s.HMAC.Enabled,
-			Algorithm:        s.HMAC.Algorithm,
-			Preset:           s.HMAC.Preset,
-			Header:           s.HMAC.Header,
-			ToleranceSeconds: int(s.HMAC.Tolerance() / time.Second),
-			SecretSet:        s.HMAC.Secret != "",
+			Enabled:              s.HMAC.Enabled,
+			Algorithm:            s.HMAC.Algorithm,
+			Preset:               s.HMAC.Preset,
+			Header:               s.HMAC.Header,
+			ToleranceSeconds:     int(s.HMAC.Tolerance() / time.Second),
+			RotationGraceSeconds: int(s.HMAC.RotationGrace() / time.Second),
+			SecretSet:            s.HMAC.Secret != "",
 		},
 		RateLimit:          s.RateLimit,
 		IPAllowlist:        ipAllowlistView{Enabled: s.IPAllowlist.Enabled, CIDRs: s.IPAllowlist.CIDRs},

@@ -96,20 +96,12 @@ func (a *API) getTrigger(c echo.Context) error {
 }
 
 // createFields are the members POST /api/v1/triggers accepts: the webhook
-// block takes the settings PATCH takes (but no rotation grace, as there is
-// nothing to rotate) and "enabled".
+// block takes the settings PATCH takes and "enabled".
 var createFields = func() fieldSet {
 	webhook := fieldSet{"enabled": nil}
 	for name, sub := range settingsFields {
 		webhook[name] = sub
 	}
-	hmac := fieldSet{}
-	for name := range settingsFields["hmac"] {
-		if name != "rotation_grace_seconds" {
-			hmac[name] = nil
-		}
-	}
-	webhook["hmac"] = hmac
 	return fieldSet{"ref": nil, "description": nil, "payload_schema": nil, "webhook": webhook}
 }()
 

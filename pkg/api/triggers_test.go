@@ -95,7 +95,7 @@ func TestCreateTriggerRejects(t *testing.T) {
 		{"schema not an object", `{"ref":"a.b","payload_schema":[1]}`, []string{"payload_schema"}},
 		{"schema does not compile", `{"ref":"a.b","payload_schema":{"type":5}}`, []string{"payload_schema"}},
 		{"unknown field", `{"ref":"a.b","owner":"me"}`, []string{"owner"}},
-		{"unknown webhook field", `{"ref":"a.b","webhook":{"enabled":true,"hmac":{"rotation_grace_seconds":5}}}`, []string{"webhook.hmac.rotation_grace_seconds"}},
+		{"unknown webhook field", `{"ref":"a.b","webhook":{"enabled":true,"hmac":{"rotation":5}}}`, []string{"webhook.hmac.rotation"}},
 		{"wrong type", `{"ref":"a.b","webhook":{"hmac":{"enabled":1}}}`, []string{"webhook.hmac.enabled"}},
 		{"webhook not an object", `{"ref":"a.b","webhook":true}`, []string{"webhook"}},
 		{"mapping not an object", `{"ref":"a.b","webhook":{"payload_mapping":"$.a"}}`, []string{"webhook.payload_mapping"}},

@@ -9,7 +9,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/inlet-dev/inlet/pkg/outcome"
 	"github.com/inlet-dev/inlet/pkg/problem"
+	"github.com/inlet-dev/inlet/pkg/secret"
 	"github.com/inlet-dev/inlet/pkg/store"
 	"github.com/inlet-dev/inlet/pkg/trigger"
 )
@@ -77,8 +79,8 @@ func (a *API) regenerateKey(c echo.Context) error {
 			return err
 		}
 	}
-	if req.GraceSeconds < 0 || req.GraceSeconds > MaxGraceSeconds {
-		return invalid([]trigger.FieldError{{Field: "grace_seconds", Message: "must be between 0 and " + strconv.Itoa(MaxGraceSeconds)}})
+	if req.GraceSeconds < 0 || req.GraceSeconds > trigger.MaxGraceSeconds {
+		return invalid([]trigger.FieldError{{Field: "grace_seconds", Message: "must be between 0 and " + strconv.Itoa(trigger.MaxGraceSeconds)}})
 	}
 	t, err := a.findTrigger(c)
 	if err != nil {
@@ -93,7 +95,7 @@ func (a *API) regenerateKey(c echo.Context) error {
 	v := regenerated{
 		WebhookKey:           string(r.Trigger.Key),
 		WebhookURL:           *a.webhookURL(r.Trigger.Key),
-		PreviousKeyRevoked:   r.PreviousExpiresAt == nil,
+		PreviousKeyRevoked:   r.PreviousRevoked,
 		PreviousKeyExpiresAt: r.PreviousExpiresAt,
 	}
 	return c.JSON(http.StatusOK, data{v})
@@ -119,7 +121,7 @@ type webhookStats struct {
 
 // viewWebhook renders t's webhook with its traffic statistics.
 func (a *API) viewWebhook(c echo.Context, t trigger.Trigger) (webhookView, error) {
-	st, err := a.store.Stats(c.Request().Context(), t.ID)
+	u, err := a.store.Usage(c.Request().Context(), t.ID)
 	if err != nil {
 		return webhookView{}, storeErr(err, "trigger")
 	}
@@ -129,17 +131,17 @@ func (a *API) viewWebhook(c echo.Context, t trigger.Trigger) (webhookView, error
 		WebhookKey:  tv.WebhookKey,
 		WebhookURL:  tv.WebhookURL,
 		CreatedAt:   t.WebhookCreatedAt,
-		LastUsedAt:  st.LastUsedAt,
-		TotalEvents: st.TotalEvents,
+		LastUsedAt:  u.LastUsedAt,
+		TotalEvents: u.Events,
 		Settings:    viewSettings(t.Settings, a.now()),
-		Stats:       webhookStats{Requests: make(map[string]int64, len(problem.Outcomes))},
+		Stats:       webhookStats{Requests: make(map[string]int64, len(outcome.All))},
 	}
 	if v.CreatedAt != nil {
 		utc := v.CreatedAt.UTC()
 		v.CreatedAt = &utc
 	}
-	for _, o := range problem.Outcomes {
-		v.Stats.Requests[o] = st.Outcomes[o]
+	for _, o := range outcome.All {
+		v.Stats.Requests[o] = u.Requests[o]
 	}
 	return v, nil
 }
@@ -179,7 +181,7 @@ func (a *API) patchWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var generated trigger.Secret
+	var generated secret.Value
 	t, err = a.store.UpdateSettings(c.Request().Context(), t.ID, func(s *trigger.Settings) error {
 		var errs []trigger.FieldError
 		generated, errs = p.apply(s, a.now(), "")
@@ -238,15 +240,15 @@ func (a *API) webhookLog(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	outcome := c.QueryParam("outcome")
-	if outcome != "" && !slices.Contains(problem.Outcomes, outcome) {
-		return problem.New(http.StatusBadRequest, problem.Invalid, "unknown outcome; known: %s", strings.Join(problem.Outcomes, ", "))
+	oc := c.QueryParam("outcome")
+	if oc != "" && !slices.Contains(outcome.All, oc) {
+		return problem.New(http.StatusBadRequest, problem.Invalid, "unknown outcome; known: %s", strings.Join(outcome.All, ", "))
 	}
 	t, err := a.findTrigger(c)
 	if err != nil {
 		return err
 	}
-	rows, next, err := a.store.ListAudit(c.Request().Context(), t.ID, outcome, p)
+	rows, next, err := a.store.ListAudit(c.Request().Context(), t.ID, oc, p)
 	if err != nil {
 		return storeErr(err, "trigger")
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inlet-dev/inlet/pkg/outcome"
 	"github.com/inlet-dev/inlet/pkg/problem"
 	"github.com/inlet-dev/inlet/pkg/store"
 	"github.com/inlet-dev/inlet/pkg/trigger"
@@ -83,7 +84,7 @@ func TestKeyLifecycle(t *testing.T) {
 		t.Errorf("old key after regenerate: err = %v, want ErrNotFound", err)
 	}
 	var count int
-	if err := v.store.DB().Get(&count, `SELECT count(*) FROM webhook_keys WHERE key = $1`, key1); err != nil || count != 0 {
+	if err := v.store.DB().Get(&count, `SELECT count(*) FROM webhook_keys WHERE hash = $1`, trigger.HashKey(key1)); err != nil || count != 0 {
 		t.Errorf("old key rows = %d (%v), want 0", count, err)
 	}
 	if wh, err := v.store.LookupKey(ctx, key2); err != nil || wh.Trigger.ID != tr.ID {
@@ -132,6 +133,53 @@ func TestKeyLifecycle(t *testing.T) {
 	// No answer or log line shows a full key.
 	if logs := v.logs.String(); strings.Contains(logs, key1) || strings.Contains(logs, key2) || strings.Contains(logs, key3) {
 		t.Errorf("logs carry a full key:\n%s", logs)
+	}
+}
+
+// TestRegenerateRevokesEveryReplacedKey: a regenerate without grace stops
+// every replaced key, also one an earlier regenerate left in its grace
+// period, and says so truthfully.
+func TestRegenerateRevokesEveryReplacedKey(t *testing.T) {
+	v := newEnv(t)
+	v.createTrigger("github.push")
+	ctx := context.Background()
+	var en stateResp
+	v.call(http.MethodPost, "/api/v1/triggers/github.push/webhooks/enable", "", http.StatusOK, &en)
+	first := *en.Data.WebhookKey
+
+	var rg regenResp
+	v.call(http.MethodPost, "/api/v1/triggers/github.push/webhooks/regenerate", `{"grace_seconds": 3600}`, http.StatusOK, &rg)
+	second := rg.Data.WebhookKey
+	if rg.Data.PreviousKeyRevoked {
+		t.Fatalf("regenerate with grace answered previous_key_revoked: true")
+	}
+	if _, err := v.store.LookupKey(ctx, first); err != nil {
+		t.Fatalf("key in its grace period: %v", err)
+	}
+	// A second grace regenerate: both replaced keys keep working, and the
+	// answer still says a previous key works.
+	v.call(http.MethodPost, "/api/v1/triggers/github.push/webhooks/regenerate", `{"grace_seconds": 60}`, http.StatusOK, &rg)
+	third := rg.Data.WebhookKey
+	if rg.Data.PreviousKeyRevoked {
+		t.Errorf("second grace regenerate answered previous_key_revoked: true")
+	}
+	for _, k := range []string{first, second, third} {
+		if _, err := v.store.LookupKey(ctx, k); err != nil {
+			t.Errorf("key %s… before the revoking regenerate: %v", k[:8], err)
+		}
+	}
+
+	v.call(http.MethodPost, "/api/v1/triggers/github.push/webhooks/regenerate", "", http.StatusOK, &rg)
+	if !rg.Data.PreviousKeyRevoked || rg.Data.PreviousKeyExpiresAt != nil {
+		t.Errorf("regenerate without grace: revoked=%v expires=%v, want true, null", rg.Data.PreviousKeyRevoked, rg.Data.PreviousKeyExpiresAt)
+	}
+	for _, k := range []string{first, second, third} {
+		if _, err := v.store.LookupKey(ctx, k); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("replaced key %s… after a regenerate without grace: err = %v, want ErrNotFound", k[:8], err)
+		}
+	}
+	if _, err := v.store.LookupKey(ctx, rg.Data.WebhookKey); err != nil {
+		t.Errorf("the new key: %v", err)
 	}
 }
 
@@ -278,7 +326,7 @@ func TestPatchApplies(t *testing.T) {
 	var w struct{ Data webhookView }
 	raw := v.call(http.MethodPatch, "/api/v1/triggers/github.push/webhooks", body, http.StatusOK, &w)
 	s := w.Data.Settings
-	wantHMAC := hmacView{Enabled: true, Algorithm: "sha512", Preset: "github", ToleranceSeconds: 60, SecretSet: true}
+	wantHMAC := hmacView{Enabled: true, Algorithm: "sha512", Preset: "github", ToleranceSeconds: 60, RotationGraceSeconds: 86400, SecretSet: true}
 	if !reflect.DeepEqual(s.HMAC, wantHMAC) {
 		t.Errorf("hmac = %+v, want %+v", s.HMAC, wantHMAC)
 	}
@@ -440,7 +488,7 @@ func TestSingularSpelling(t *testing.T) {
 	if rg.Data.PreviousKeyRevoked {
 		t.Error("regenerate via /webhook ignored the grace")
 	}
-	v.seedAudit(tr, time.Now().Add(-time.Hour), 3, []string{problem.Accepted})
+	v.seedAudit(tr, time.Now().Add(-time.Hour), 3, []string{outcome.Accepted})
 	var lg struct{ Data []store.Audit }
 	v.call(http.MethodGet, "/api/v1/triggers/github.push/webhook/log", "", http.StatusOK, &lg)
 	if len(lg.Data) != 3 {
@@ -457,7 +505,7 @@ func TestWebhookLogPagination(t *testing.T) {
 	tr := v.createTrigger("github.push")
 	other := v.createTrigger("github.issues")
 	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	outcomes := []string{problem.Accepted, problem.RateLimited, problem.BadSignature}
+	outcomes := []string{outcome.Accepted, outcome.RateLimited, outcome.BadSignature}
 	v.seedAudit(tr, start, 25, outcomes)
 	v.seedAudit(other, start, 5, outcomes)
 
@@ -505,7 +553,7 @@ func TestWebhookLogPagination(t *testing.T) {
 		t.Errorf("rate_limited records = %d, want 8", len(limited))
 	}
 	for _, a := range limited {
-		if a.Outcome != problem.RateLimited {
+		if a.Outcome != outcome.RateLimited {
 			t.Errorf("outcome filter let %q through", a.Outcome)
 		}
 	}
@@ -528,7 +576,7 @@ func TestWebhookLogPagination(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	want := []string{"body_size", "detail", "duration_ms", "event_id", "id", "key_prefix", "outcome", "received_at", "source_ip", "status", "trigger_ref", "user_agent"}
+	want := []string{"body_size", "count", "detail", "duration_ms", "event_id", "id", "key_label", "key_prefix", "outcome", "received_at", "source_ip", "status", "trigger_ref", "user_agent"}
 	if !reflect.DeepEqual(keys, want) {
 		t.Errorf("audit record members = %v, want %v", keys, want)
 	}
@@ -545,12 +593,12 @@ func TestWebhookLogPagination(t *testing.T) {
 	// The stats count every outcome, zeros included.
 	var w struct{ Data webhookView }
 	v.call(http.MethodGet, "/api/v1/triggers/github.push/webhooks", "", http.StatusOK, &w)
-	if len(w.Data.Stats.Requests) != len(problem.Outcomes) {
-		t.Errorf("stats has %d outcomes, want %d", len(w.Data.Stats.Requests), len(problem.Outcomes))
+	if len(w.Data.Stats.Requests) != len(outcome.All) {
+		t.Errorf("stats has %d outcomes, want %d", len(w.Data.Stats.Requests), len(outcome.All))
 	}
 	// 25 records cycling through three outcomes: 9, 8 and 8.
-	counts := map[string]int64{problem.Accepted: 9, problem.RateLimited: 8, problem.BadSignature: 8}
-	for _, o := range problem.Outcomes {
+	counts := map[string]int64{outcome.Accepted: 9, outcome.RateLimited: 8, outcome.BadSignature: 8}
+	for _, o := range outcome.All {
 		n, ok := w.Data.Stats.Requests[o]
 		if wantN := counts[o]; !ok || n != wantN {
 			t.Errorf("stats[%s] = %d (present %v), want %d", o, n, ok, counts[o])

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/inlet-dev/inlet/pkg/secret"
 )
 
 // DefaultFile is the configuration file Load reads when neither the -config
@@ -53,7 +55,11 @@ type Config struct {
 	NATSURL string `yaml:"nats_url"`
 	// AdminToken is the bearer token of the management API, read only from
 	// INLET_ADMIN_TOKEN. Empty means the gateway generates one.
-	AdminToken Secret `yaml:"-"`
+	AdminToken secret.Value `yaml:"-"`
+	// SecretKey is the keyring that seals secrets at rest, read only from
+	// INLET_SECRET_KEY: comma-separated keys, the first sealing, every one
+	// opening. Empty means the key kept in DataDir (made at first start).
+	SecretKey secret.Value `yaml:"-"`
 	// Stream is the JetStream stream events are published to.
 	Stream string `yaml:"stream"`
 	// SubjectPrefix starts the NATS subject of every published event.
@@ -62,6 +68,9 @@ type Config struct {
 	// inlet creates it (1 to 5; 3 survives the loss of one server). A stream
 	// that already exists keeps its own setting.
 	StreamReplicas int `yaml:"stream_replicas"`
+	// NATSMaxPayload is the largest message the embedded NATS server
+	// takes, in bytes; an external server has its own max_payload.
+	NATSMaxPayload int `yaml:"nats_max_payload"`
 	// IPRateLimit is the number of receiver requests per minute allowed from
 	// one source IP; 0 turns the limit off.
 	IPRateLimit int `yaml:"ip_rate_limit"`
@@ -69,6 +78,10 @@ type Config struct {
 	// keys per minute allowed from one source IP before answering 429; 0
 	// turns the limit off.
 	UnknownKeyLimit int `yaml:"unknown_key_limit"`
+	// AuditFloodRate is how many identical rejections a second one source
+	// may have recorded in audit rows of their own (after a burst of twice
+	// as many); beyond it they are counted into one row a second.
+	AuditFloodRate int `yaml:"audit_flood_rate"`
 	// WriteQueue is the length of the bounded write queue; when it is full the
 	// receiver sheds load with 503.
 	WriteQueue int `yaml:"write_queue"`
@@ -100,8 +113,10 @@ func Default() Config {
 		Stream:            "INLET_EVENTS",
 		SubjectPrefix:     "inlet.events",
 		StreamReplicas:    1,
+		NATSMaxPayload:    8 << 20,
 		UnknownKeyLimit:   60,
 		WriteQueue:        4096,
+		AuditFloodRate:    10,
 		LogFormat:         "json",
 		LogLevel:          "info",
 		ShutdownTimeout:   30 * time.Second,
@@ -111,41 +126,6 @@ func Default() Config {
 		IdleTimeout:       120 * time.Second,
 		DBMaxConns:        20,
 	}
-}
-
-// Secret is a string that never shows its value when formatted with fmt,
-// logged with slog or marshalled as text or JSON: a non-empty Secret appears
-// as REDACTED, an empty one as the empty string. Convert it with string(s)
-// at the one place that needs the value.
-type Secret string
-
-// String returns REDACTED, or "" when s is empty.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return redacted
-}
-
-// Format implements fmt.Formatter so that every verb, %#v and %x included,
-// prints the redacted form.
-func (s Secret) Format(f fmt.State, verb rune) {
-	if verb == 'q' {
-		io.WriteString(f, strconv.Quote(s.String()))
-		return
-	}
-	io.WriteString(f, s.String())
-}
-
-// LogValue implements slog.LogValuer.
-func (s Secret) LogValue() slog.Value {
-	return slog.StringValue(s.String())
-}
-
-// MarshalText implements encoding.TextMarshaler, which encoding/json and
-// YAML encoders use, with the redacted form.
-func (s Secret) MarshalText() ([]byte, error) {
-	return []byte(s.String()), nil
 }
 
 // PublicBaseURL returns the base URL that webhook URLs are built on, without
@@ -192,12 +172,15 @@ func (c Config) LogValue() slog.Value {
 		slog.String("database_url", redactURL(c.DatabaseURL)),
 		slog.String("nats_url", redactURL(c.NATSURL)),
 		slog.String("admin_token", c.AdminToken.String()),
+		slog.String("secret_key", c.SecretKey.String()),
 		slog.String("stream", c.Stream),
 		slog.String("subject_prefix", c.SubjectPrefix),
 		slog.Int("stream_replicas", c.StreamReplicas),
+		slog.Int("nats_max_payload", c.NATSMaxPayload),
 		slog.Int("ip_rate_limit", c.IPRateLimit),
 		slog.Int("unknown_key_limit", c.UnknownKeyLimit),
 		slog.Int("write_queue", c.WriteQueue),
+		slog.Int("audit_flood_rate", c.AuditFloodRate),
 		slog.String("log_format", c.LogFormat),
 		slog.String("log_level", c.LogLevel),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
@@ -310,6 +293,14 @@ func (c Config) Validate() error {
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		bad("stream_replicas", "must be between 1 and 5, got %d", c.StreamReplicas)
 	}
+	if c.NATSMaxPayload < 1<<10 || c.NATSMaxPayload > 64<<20 {
+		bad("nats_max_payload", "must be between 1024 and 67108864 bytes (64 MiB, the NATS limit), got %d", c.NATSMaxPayload)
+	}
+	if c.SecretKey != "" {
+		if _, err := secret.ParseKeyring(string(c.SecretKey)); err != nil {
+			errs = append(errs, fmt.Errorf("INLET_SECRET_KEY: %w", err))
+		}
+	}
 
 	nonNegative := []struct {
 		key string
@@ -328,6 +319,7 @@ func (c Config) Validate() error {
 		n   int
 	}{
 		{"write_queue", c.WriteQueue},
+		{"audit_flood_rate", c.AuditFloodRate},
 		{"db_max_conns", c.DBMaxConns},
 	}
 	for _, s := range positive {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/inlet-dev/inlet/pkg/secret"
 )
 
 // setting ties one Config field to the names it is read under.
@@ -43,18 +45,24 @@ func settings() []setting {
 			func(c *Config) any { return &c.NATSURL }},
 		{"", "INLET_ADMIN_TOKEN", "", "bearer token of the management API (environment only); empty generates one",
 			func(c *Config) any { return &c.AdminToken }},
+		{"", "INLET_SECRET_KEY", "", "keys sealing secrets at rest, comma-separated, the first sealing (environment only); empty uses <data_dir>/secret.key",
+			func(c *Config) any { return &c.SecretKey }},
 		{"stream", "INLET_STREAM", "", "JetStream stream events are published to",
 			func(c *Config) any { return &c.Stream }},
 		{"subject_prefix", "INLET_SUBJECT_PREFIX", "", "prefix of the NATS subject of every event",
 			func(c *Config) any { return &c.SubjectPrefix }},
 		{"stream_replicas", "INLET_STREAM_REPLICAS", "", "replicas of the stream when inlet creates it, 1 to 5",
 			func(c *Config) any { return &c.StreamReplicas }},
+		{"nats_max_payload", "INLET_NATS_MAX_PAYLOAD", "", "largest message of the embedded NATS server, in bytes",
+			func(c *Config) any { return &c.NATSMaxPayload }},
 		{"ip_rate_limit", "INLET_IP_RATE_LIMIT", "", "receiver requests per minute per source IP; 0 is off",
 			func(c *Config) any { return &c.IPRateLimit }},
 		{"unknown_key_limit", "INLET_UNKNOWN_KEY_LIMIT", "", "unknown or revoked key lookups per minute per source IP before 429; 0 is off",
 			func(c *Config) any { return &c.UnknownKeyLimit }},
 		{"write_queue", "INLET_WRITE_QUEUE", "", "length of the write queue; when full the receiver answers 503",
 			func(c *Config) any { return &c.WriteQueue }},
+		{"audit_flood_rate", "INLET_AUDIT_FLOOD_RATE", "", "identical rejections a second from one source that each get an audit row; more are counted into one row a second",
+			func(c *Config) any { return &c.AuditFloodRate }},
 		{"log_format", "INLET_LOG_FORMAT", "", "log format: json or text",
 			func(c *Config) any { return &c.LogFormat }},
 		{"log_level", "INLET_LOG_LEVEL", "", "log level: debug, info, warn or error",
@@ -81,8 +89,8 @@ func set(ptr any, v string) error {
 	switch p := ptr.(type) {
 	case *string:
 		*p = v
-	case *Secret:
-		*p = Secret(v)
+	case *secret.Value:
+		*p = secret.Value(v)
 	case *int:
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil {
@@ -108,7 +116,7 @@ func show(ptr any) string {
 	switch p := ptr.(type) {
 	case *string:
 		return *p
-	case *Secret:
+	case *secret.Value:
 		return p.String()
 	case *int:
 		return strconv.Itoa(*p)
@@ -150,22 +158,57 @@ func splitList(v string) []string {
 // printed; problems with environment values or settings are all reported
 // together.
 func Load(args []string, getenv func(string) string) (Config, error) {
-	return load(args, getenv, os.Stderr)
+	return LoadServe(args, getenv, os.Stderr)
 }
 
-// load is Load with the usage output given.
-func load(args []string, getenv func(string) string, usageOut io.Writer) (Config, error) {
+// LoadServe is Load writing the usage that -h asks for to usageOut.
+func LoadServe(args []string, getenv func(string) string, usageOut io.Writer) (Config, error) {
+	c, _, err := load(nil, args, getenv, usageOut)
+	return c, err
+}
+
+// Command is a subcommand other than serve, for LoadCommand: its own flags
+// and what its usage says.
+type Command struct {
+	Name  string // as typed: "tail"
+	Usage string // its synopsis: "inlet tail [-all]"
+	About string // a few lines on what it does
+	// Flags adds the command's own flags; the configuration's flags are
+	// added after them, accepted but documented by 'inlet serve -h' only.
+	Flags func(*flag.FlagSet)
+	// Args, when set, allows operands after the flags: the FlagSet's Args.
+	Args bool
+}
+
+// LoadCommand is Load for cmd: it parses cmd's flags as well, and -h
+// prints cmd's usage (to usageOut) rather than serve's. It returns the
+// parsed FlagSet, whose Args are cmd's operands.
+func LoadCommand(cmd Command, args []string, getenv func(string) string, usageOut io.Writer) (Config, *flag.FlagSet, error) {
+	return load(&cmd, args, getenv, usageOut)
+}
+
+// load is Load with the usage output given, for cmd (nil: serve).
+func load(cmd *Command, args []string, getenv func(string) string, usageOut io.Writer) (Config, *flag.FlagSet, error) {
 	if getenv == nil {
 		getenv = func(string) string { return "" }
 	}
 	all := settings()
 	d := Default()
 
-	flags := flag.NewFlagSet("inlet", flag.ContinueOnError)
+	name := "inlet"
+	if cmd != nil {
+		name = "inlet " + cmd.Name
+	}
+	flags := flag.NewFlagSet(name, flag.ContinueOnError)
 	// Errors are returned to the caller, who reports them; only an asked-for
 	// usage is printed, below.
 	flags.SetOutput(io.Discard)
 	flags.Usage = func() {}
+	own := map[string]bool{}
+	if cmd != nil && cmd.Flags != nil {
+		cmd.Flags(flags)
+		flags.VisitAll(func(f *flag.Flag) { own[f.Name] = true })
+	}
 	flags.String("config", "", "YAML configuration `file` (env INLET_CONFIG; default "+DefaultFile+" if present)")
 	for _, s := range all {
 		if s.flag != "" {
@@ -174,12 +217,16 @@ func load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 	}
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			printUsage(usageOut, flags, all)
+			if cmd != nil {
+				printCommandUsage(usageOut, flags, cmd, own)
+			} else {
+				printUsage(usageOut, flags, all)
+			}
 		}
-		return Config{}, err
+		return Config{}, flags, err
 	}
-	if flags.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q", flags.Arg(0))
+	if flags.NArg() > 0 && (cmd == nil || !cmd.Args) {
+		return Config{}, flags, fmt.Errorf("unexpected argument %q", flags.Arg(0))
 	}
 
 	c := Default()
@@ -198,7 +245,7 @@ func load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 				// The default file is optional.
 				err = nil
 			} else {
-				return Config{}, fmt.Errorf("config file %s: %w", path, err)
+				return Config{}, flags, fmt.Errorf("config file %s: %w", path, err)
 			}
 		}
 	}
@@ -227,7 +274,7 @@ func load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 		}
 	})
 	if len(errs) > 0 {
-		return Config{}, errors.Join(errs...)
+		return Config{}, flags, errors.Join(errs...)
 	}
 
 	// An empty list from any source means none; keep one spelling of it.
@@ -235,9 +282,9 @@ func load(args []string, getenv func(string) string, usageOut io.Writer) (Config
 		c.TrustedProxies = nil
 	}
 	if err := c.Validate(); err != nil {
-		return Config{}, err
+		return Config{}, flags, err
 	}
-	return c, nil
+	return c, flags, nil
 }
 
 // readFile applies the YAML settings in the file at path to c.
@@ -296,6 +343,31 @@ func readFile(path string, c *Config) error {
 		return errors.Join(errs...)
 	}
 	return root.Decode(c)
+}
+
+// printCommandUsage writes cmd's synopsis, what it does and its own flags.
+func printCommandUsage(w io.Writer, flags *flag.FlagSet, cmd *Command, own map[string]bool) {
+	fmt.Fprintf(w, "usage: %s\n\n%s\n", cmd.Usage, strings.TrimSpace(cmd.About))
+	if len(own) > 0 {
+		fmt.Fprintln(w, "\nFlags:")
+		flags.VisitAll(func(f *flag.Flag) {
+			if !own[f.Name] {
+				return
+			}
+			kind, usage := flag.UnquoteUsage(f)
+			line := "  -" + f.Name
+			if kind != "" {
+				line += " " + kind
+			}
+			fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+			if f.DefValue != "" && f.DefValue != "false" {
+				fmt.Fprintf(w, " (default %s)", f.DefValue)
+			}
+			fmt.Fprintln(w)
+		})
+	}
+	fmt.Fprintln(w, "\nIt reads inlet's configuration like inlet serve: configs/inlet.yaml, the\n"+
+		"environment (INLET_*, DATABASE_URL, NATS_URL) and serve's flags; see 'inlet serve -h'.")
 }
 
 // printUsage writes the flags and the environment variables to w.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -31,6 +32,9 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	}
 	return path
 }
+
+// testKey is a valid INLET_SECRET_KEY: 32 bytes in base64url.
+const testKey = "dGVzdC1rZXktb2YtZXhhY3RseS10aGlydHktdHdvISE"
 
 func TestLoadPrecedence(t *testing.T) {
 	tests := []struct {
@@ -101,9 +105,12 @@ func TestLoadPrecedence(t *testing.T) {
 				"INLET_STREAM":              "EVENTS",
 				"INLET_SUBJECT_PREFIX":      "hooks.in",
 				"INLET_STREAM_REPLICAS":     "3",
+				"INLET_NATS_MAX_PAYLOAD":    "65536",
+				"INLET_SECRET_KEY":          testKey,
 				"INLET_IP_RATE_LIMIT":       "600",
 				"INLET_UNKNOWN_KEY_LIMIT":   "0",
 				"INLET_WRITE_QUEUE":         "8",
+				"INLET_AUDIT_FLOOD_RATE":    "25",
 				"INLET_LOG_FORMAT":          "text",
 				"INLET_LOG_LEVEL":           "debug",
 				"INLET_SHUTDOWN_TIMEOUT":    "1m30s",
@@ -126,9 +133,12 @@ func TestLoadPrecedence(t *testing.T) {
 					Stream:            "EVENTS",
 					SubjectPrefix:     "hooks.in",
 					StreamReplicas:    3,
+					NATSMaxPayload:    65536,
+					SecretKey:         testKey,
 					IPRateLimit:       600,
 					UnknownKeyLimit:   0,
 					WriteQueue:        8,
+					AuditFloodRate:    25,
 					LogFormat:         "text",
 					LogLevel:          "debug",
 					ShutdownTimeout:   90 * time.Second,
@@ -309,7 +319,7 @@ func TestLoadErrors(t *testing.T) {
 				args = append([]string{"-config", writeFile(t, dir, "inlet.yaml", tt.file)}, args...)
 			}
 			var usage bytes.Buffer
-			got, err := load(args, env(tt.env), &usage)
+			got, _, err := load(nil, args, env(tt.env), &usage)
 			if err == nil {
 				t.Fatalf("Load(%q) = %v, want an error", args, got)
 			}
@@ -334,7 +344,7 @@ func TestLoadErrors(t *testing.T) {
 func TestLoadHelp(t *testing.T) {
 	for _, arg := range []string{"-h", "-help", "--help"} {
 		var usage bytes.Buffer
-		_, err := load([]string{arg}, nil, &usage)
+		_, _, err := load(nil, []string{arg}, nil, &usage)
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("Load(%q) error = %v, want flag.ErrHelp", arg, err)
 		}
@@ -388,5 +398,34 @@ func TestShippedFile(t *testing.T) {
 		if !strings.Contains(string(data), s.env) {
 			t.Errorf("%s does not name %s", path, s.env)
 		}
+	}
+}
+
+func TestLoadCommandUsage(t *testing.T) {
+	all := false
+	cmd := Command{
+		Name: "tail", Usage: "inlet tail [-all]", About: "Prints events as they are published.",
+		Flags: func(fs *flag.FlagSet) { fs.BoolVar(&all, "all", false, "print the whole stream first") },
+	}
+	var usage bytes.Buffer
+	_, _, err := LoadCommand(cmd, []string{"-h"}, nil, &usage)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("LoadCommand(-h) = %v, want flag.ErrHelp", err)
+	}
+	out := usage.String()
+	for _, want := range []string{"usage: inlet tail [-all]", "Prints events", "-all", "print the whole stream first", "inlet serve -h"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("tail -h does not say %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "-http-addr") || strings.Contains(out, "INLET_HTTP_ADDR") {
+		t.Errorf("tail -h documents serve's settings:\n%s", out)
+	}
+	c, fs, err := LoadCommand(cmd, []string{"-all", "-data-dir", "x"}, nil, io.Discard)
+	if err != nil || !all || c.DataDir != "x" || fs.NArg() != 0 {
+		t.Errorf("LoadCommand(-all -data-dir x) = %v, all %v, data dir %q", err, all, c.DataDir)
+	}
+	if _, _, err := LoadCommand(cmd, []string{"extra"}, nil, io.Discard); err == nil {
+		t.Error("an operand to a command that takes none was accepted")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -150,5 +151,51 @@ func TestLoggerLevels(t *testing.T) {
 	}
 	if got := a.fatal(); got != "f x" {
 		t.Errorf("fatal() = %q, want %q", got, "f x")
+	}
+}
+
+// TestTokenAndMaxPayload: with a token, the server's URL alone is not
+// enough to connect, let alone publish; the token is; and the default
+// max_payload is the 8 MiB ceiling NATS recommends.
+func TestTokenAndMaxPayload(t *testing.T) {
+	dir := t.TempDir()
+	tok, err := LoadOrCreateToken(dir + "/" + TokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := LoadOrCreateToken(dir + "/" + TokenFile)
+	if err != nil || again != tok || len(tok) < 32 {
+		t.Fatalf("LoadOrCreateToken twice = %q, %v; want the same token of 32+ characters", again, err)
+	}
+	if fi, err := os.Stat(dir + "/" + TokenFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("token file: %v, %v; want mode 0600", fi.Mode(), err)
+	}
+	s := start(t, dir+"/nats", Options{Token: tok})
+	if nc, err := nats.Connect(s.ClientURL(), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("connected with the URL alone")
+	} else if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Errorf("connect without the token: %v, want an authorization error", err)
+	}
+	if nc, err := nats.Connect(s.ClientURL(), nats.Token("wrong"), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("connected with a wrong token")
+	}
+	nc, err := nats.Connect(s.ClientURL(), nats.Token(tok))
+	if err != nil {
+		t.Fatalf("connect with the token: %v", err)
+	}
+	defer nc.Close()
+	if got := nc.MaxPayload(); got != DefaultMaxPayload {
+		t.Errorf("max_payload = %d, want %d", got, DefaultMaxPayload)
+	}
+	small := start(t, t.TempDir(), Options{MaxPayload: 64 << 10})
+	nc2, err := nats.Connect(small.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc2.Close()
+	if got := nc2.MaxPayload(); got != 64<<10 {
+		t.Errorf("max_payload = %d, want %d", got, 64<<10)
 	}
 }

@@ -20,11 +20,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -45,6 +47,47 @@ const port = "5432"
 
 // maxSocketPath is the room sun_path leaves for a socket path, less its NUL.
 const maxSocketPath = 107
+
+// ErrNotRunning is returned by Attach when no server runs on the cluster.
+var ErrNotRunning = errors.New("no postgres is running on this cluster directory")
+
+// Attach returns a lib/pq URL for the "inlet" database of the server that
+// another process started with Start on the cluster in dir, so that a
+// command (inlet token, inlet secrets) can work beside a running inlet. It
+// returns ErrNotRunning when no server runs there.
+func Attach(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	acct, err := serverAccount()
+	if err != nil {
+		return "", err
+	}
+	clusterDir, err := chooseClusterDir(abs, acct, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return "", err
+	}
+	// postmaster.pid: pid, data directory, start time, port, socket
+	// directory, ... (PostgreSQL's miscadmin.h, LOCK_FILE_LINE_*).
+	b, err := os.ReadFile(filepath.Join(clusterDir, "postmaster.pid"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", ErrNotRunning
+	}
+	if err != nil {
+		return "", fmt.Errorf("read postmaster.pid: %w", err)
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 5 {
+		return "", ErrNotRunning // being written by a starting server
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
+	real, rerr := filepath.EvalSymlinks(clusterDir)
+	if err != nil || rerr != nil || !running(pid, real) {
+		return "", ErrNotRunning
+	}
+	return socketURL(strings.TrimSpace(lines[4]), Database), nil
+}
 
 // ErrRunning is returned by Start when a postgres process is already
 // serving the cluster directory.
@@ -151,10 +194,12 @@ func (s *Server) URL() string {
 
 // AdminURL returns a lib/pq URL for database db on the same server, for
 // example "postgres" to create or drop other databases.
-func (s *Server) AdminURL(db string) string {
+func (s *Server) AdminURL(db string) string { return socketURL(s.sockDir, db) }
+
+func socketURL(sockDir, db string) string {
 	// The socket directory goes into the query as a path; keeping its
 	// slashes unescaped makes the URL readable and lib/pq decodes it either way.
-	host := strings.ReplaceAll(url.QueryEscape(s.sockDir), "%2F", "/")
+	host := strings.ReplaceAll(url.QueryEscape(sockDir), "%2F", "/")
 	u := url.URL{
 		Scheme:   "postgres",
 		User:     url.User(superuser),

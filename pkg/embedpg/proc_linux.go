@@ -108,3 +108,6 @@ func postgresProcsIn(dir string) []int {
 	}
 	return pids
 }
+
+// running reports whether pid is a postgres serving the cluster in dir.
+func running(pid int, dir string) bool { return pid > 0 && postgresIn(pid, dir) }

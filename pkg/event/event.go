@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/inlet-dev/inlet/pkg/jsontext"
@@ -40,11 +41,14 @@ type Event struct {
 type Metadata struct {
 	Source           string            `json:"source"`
 	WebhookKeyPrefix string            `json:"webhook_key_prefix"`
+	KeyLabel         string            `json:"key_label"`
 	ReceivedAt       time.Time         `json:"received_at"`
 	SourceIP         string            `json:"source_ip"`
 	UserAgent        string            `json:"user_agent"`
 	DeliveryID       string            `json:"delivery_id,omitempty"`
 	Headers          map[string]string `json:"headers"`
+	// ReplayOf is the id of the event this one replays (Source "replay").
+	ReplayOf string `json:"replay_of,omitempty"`
 }
 
 // Time truncates t to what PostgreSQL stores (microseconds, UTC), so that an
@@ -108,6 +112,19 @@ func MustNewID(now time.Time) string {
 		panic("crypto/rand: " + err.Error())
 	}
 	return id
+}
+
+// ValidID reports whether id has the form NewID gives it.
+func ValidID(id string) bool {
+	if len(id) != 30 || id[:4] != "evt_" {
+		return false
+	}
+	for i := 4; i < len(id); i++ {
+		if !strings.ContainsRune(crockford, rune(id[i])) {
+			return false
+		}
+	}
+	return true
 }
 
 // encode writes 128 bits as 26 base32 digits, most significant first.

@@ -33,6 +33,7 @@ import (
 	"github.com/inlet-dev/inlet/pkg/problem"
 	"github.com/inlet-dev/inlet/pkg/publish"
 	"github.com/inlet-dev/inlet/pkg/receiver"
+	"github.com/inlet-dev/inlet/pkg/secret"
 	"github.com/inlet-dev/inlet/pkg/store"
 	"github.com/inlet-dev/inlet/pkg/trigger"
 )
@@ -49,13 +50,14 @@ type Gateway struct {
 	store   *store.Store
 	writer  *store.Writer
 	pub     *publish.Publisher
+	rcv     *receiver.Handler
 	srv     *http.Server
 	ln      net.Listener
 	metrics *metrics.Metrics
 
 	// Token is the admin token generated at first start (empty otherwise):
 	// shown once to the operator, never logged.
-	Token trigger.Secret
+	Token secret.Value
 
 	cancel context.CancelFunc // stops the background goroutines
 	wg     sync.WaitGroup     // the background goroutines
@@ -104,8 +106,10 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 	}
 
 	g.metrics = metrics.New(func() float64 { return float64(g.writer.Queued()) })
+	g.metrics.WriteQueueCapacity.Set(float64(cfg.WriteQueue))
 	g.writer = store.NewWriter(g.store, store.WriterOptions{
-		QueueLen: cfg.WriteQueue,
+		QueueLen:  cfg.WriteQueue,
+		FloodRate: cfg.AuditFloodRate,
 		Observe: func(size int, took time.Duration, err error) {
 			g.metrics.BatchSize.Observe(float64(size))
 			g.metrics.BatchDuration.Observe(took.Seconds())
@@ -113,6 +117,8 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 				g.metrics.BatchErrors.Inc()
 			}
 		},
+		Aggregated: func(n int) { g.metrics.AuditAggregated.Add(float64(n)) },
+		Dropped:    func(n int) { g.metrics.AuditDropped.Add(float64(n)) },
 	}, logger)
 	js, err := jetstream.New(g.nc,
 		jetstream.WithPublishAsyncMaxPending(publish.DefaultWindow),
@@ -126,9 +132,11 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 	}, logger)
 	rcv := receiver.New(receiver.Options{
 		Store: g.store, Writer: g.writer, PublicURL: cfg.PublicBaseURL(),
-		UnknownKeyLimit: cfg.UnknownKeyLimit, IPRateLimit: cfg.IPRateLimit,
+		UnknownKeyLimit: cfg.UnknownKeyLimit, IPRateLimit: cfg.IPRateLimit, TrustedProxies: cfg.TrustedProxyPrefixes(),
 		Metrics: g.metrics, Logger: logger, OnCommit: g.pub.Kick,
 	})
+	g.rcv = rcv
+	rcv.Warm(ctx)
 	g.store.OnTriggerChange(rcv.Forget)
 	e := g.echo()
 	rcv.Register(e)
@@ -148,7 +156,7 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 		}
 	})
 	g.goBackground(func() {
-		err := store.Listen(bg, dsn, store.ChannelTriggers, logger, rcv.Invalidate, rcv.Reset)
+		err := store.Listen(bg, dsn, store.ChannelTriggers, logger, func(p string) { rcv.Invalidate(bg, p) }, func() { rcv.Reset(bg) })
 		if err != nil {
 			logger.Error("trigger change listener stopped", slog.Any("err", err))
 		}
@@ -217,15 +225,20 @@ func (g *Gateway) startDatabase(ctx context.Context) (string, error) {
 		g.pg = pg
 		dsn = pg.URL()
 	}
-	db, err := sqlx.Open("postgres", dsn)
+	db, err := store.Open(dsn)
 	if err != nil {
-		return "", fmt.Errorf("open database: %w", err)
+		return "", err
 	}
 	db.SetMaxOpenConns(g.cfg.DBMaxConns)
 	db.SetMaxIdleConns(g.cfg.DBMaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	g.db = db
-	g.store = store.New(db)
+	keys, err := OpenKeyring(g.cfg, g.logger)
+	if err != nil {
+		return "", err
+	}
+	g.store = store.New(db, keys.Keyring)
+	g.store.OnKeyUnknown(keys.Reload)
 	pingCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := waitFor(pingCtx, func() error { return db.PingContext(pingCtx) }); err != nil {
@@ -237,6 +250,14 @@ func (g *Gateway) startDatabase(ctx context.Context) (string, error) {
 	}
 	if n > 0 {
 		g.logger.Info("migrated database", slog.Int("applied", n))
+	}
+	if err := CheckKeyring(ctx, g.store, keys); err != nil {
+		return "", err
+	}
+	if n, err := g.store.Reseal(ctx); err != nil {
+		return "", fmt.Errorf("seal secrets: %w", err)
+	} else if n > 0 {
+		g.logger.Info("sealed secrets under the current key", slog.Int("values", n), slog.String("key_id", keys.Keyring.ID()))
 	}
 	return dsn, nil
 }
@@ -267,7 +288,7 @@ func (g *Gateway) startNATS(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("embedded nats: %w", err)
 		}
-		ns, err := embednats.Start(ctx, filepath.Join(g.cfg.DataDir, "nats"), g.logger, embednats.Options{Token: token})
+		ns, err := embednats.Start(ctx, filepath.Join(g.cfg.DataDir, "nats"), g.logger, embednats.Options{Token: token, MaxPayload: int32(g.cfg.NATSMaxPayload)})
 		if err != nil {
 			return fmt.Errorf("embedded nats: %w", err)
 		}
@@ -352,10 +373,29 @@ func (g *Gateway) loadPacks(ctx context.Context) error {
 // `make run` can show it at every start.
 func (g *Gateway) tokenFile() string { return filepath.Join(g.cfg.DataDir, "admin-token") }
 
+// bootstrapToken makes sure an operator can reach the management API. A
+// configured INLET_ADMIN_TOKEN becomes the one admin token: the value it
+// held before and the token generated at first start stop working. Without
+// one, a token is generated at first start and, with the embedded
+// database, kept in tokenFile to be shown again.
 func (g *Gateway) bootstrapToken(ctx context.Context) error {
 	if tok := string(g.cfg.AdminToken); tok != "" {
-		_, err := g.store.AddToken(ctx, "INLET_ADMIN_TOKEN", tok)
-		return err
+		retired, err := g.store.AdoptEnvToken(ctx, tok)
+		if errors.Is(err, store.ErrTokenRevoked) {
+			// A restart never brings back a token an operator revoked.
+			g.logger.Error("INLET_ADMIN_TOKEN holds a token that was revoked; it does not authenticate: set a new value")
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if retired > 0 {
+			g.logger.Info("admin tokens replaced by INLET_ADMIN_TOKEN revoked", slog.Int("tokens", retired))
+		}
+		if err := os.Remove(g.tokenFile()); err == nil {
+			g.logger.Info("removed the generated admin token's file: INLET_ADMIN_TOKEN replaces it", slog.String("path", g.tokenFile()))
+		}
+		return nil
 	}
 	n, err := g.store.CountLiveTokens(ctx)
 	if err != nil {
@@ -365,14 +405,14 @@ func (g *Gateway) bootstrapToken(ctx context.Context) error {
 		if g.pg != nil {
 			if b, err := os.ReadFile(g.tokenFile()); err == nil {
 				tok := strings.TrimSpace(string(b))
-				if ok, _ := g.store.CheckToken(ctx, tok); ok {
-					g.Token = trigger.Secret(tok)
+				if _, err := g.store.CheckToken(ctx, tok); err == nil {
+					g.Token = secret.Value(tok)
 				}
 			}
 		}
 		return nil
 	}
-	_, tok, err := g.store.CreateToken(ctx, "admin")
+	_, tok, err := g.store.CreateToken(ctx, "admin", store.OriginGenerated)
 	if err != nil {
 		return err
 	}
@@ -382,6 +422,10 @@ func (g *Gateway) bootstrapToken(ctx context.Context) error {
 	}
 	return nil
 }
+
+// stopReserve is the part of the shutdown budget kept for stopping NATS,
+// the database and the embedded servers after the outbox flush.
+const stopReserve = 5 * time.Second
 
 // Shutdown stops serving and drains everything in order: in-flight
 // requests, the write queue, the outbox; then NATS, the database and the
@@ -396,7 +440,15 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	// in the outbox and the next publisher (another instance, or this one
 	// at its next start) sends them, so shutdown does not wait for NATS.
 	if g.nc.IsConnected() {
-		if err := g.pub.Flush(ctx); err != nil {
+		// The flush may not take the whole budget: stopping the embedded
+		// servers cleanly needs the rest.
+		fctx, cancel := context.WithCancel(ctx)
+		if d, ok := ctx.Deadline(); ok {
+			fctx, cancel = context.WithDeadline(ctx, d.Add(-min(stopReserve, time.Until(d)/2)))
+		}
+		err := g.pub.Flush(fctx)
+		cancel()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("flush outbox: %w", err))
 		}
 	} else {
@@ -404,6 +456,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	}
 	g.cancel()
 	g.wg.Wait()
+	g.rcv.Close()
 	g.stopServers(ctx)
 	if err := errors.Join(errs...); err != nil {
 		return err

@@ -13,22 +13,24 @@ import (
 type Metrics struct {
 	Registry *prometheus.Registry
 
-	Requests        *prometheus.CounterVec   // trigger, outcome
-	RequestDuration *prometheus.HistogramVec // outcome
-	AuditDropped    prometheus.Counter
-	WriteQueue      prometheus.GaugeFunc
-	BatchSize       prometheus.Histogram
-	BatchDuration   prometheus.Histogram
-	BatchErrors     prometheus.Counter
-	Published       prometheus.Counter
-	PublishErrors   prometheus.Counter
-	PublishLag      prometheus.Histogram
-	OutboxBacklog   prometheus.Gauge
-	OutboxOldest    prometheus.Gauge
-	PayloadOmitted  prometheus.Counter
-	SetAsideTotal   prometheus.Counter
-	SetAside        prometheus.Gauge
-	DependencyUp    *prometheus.GaugeVec // dependency
+	Requests           *prometheus.CounterVec   // trigger, outcome
+	RequestDuration    *prometheus.HistogramVec // outcome
+	AuditDropped       prometheus.Counter
+	AuditAggregated    prometheus.Counter
+	WriteQueue         prometheus.GaugeFunc
+	WriteQueueCapacity prometheus.Gauge
+	BatchSize          prometheus.Histogram
+	BatchDuration      prometheus.Histogram
+	BatchErrors        prometheus.Counter
+	Published          prometheus.Counter
+	PublishErrors      prometheus.Counter
+	PublishLag         prometheus.Histogram
+	OutboxBacklog      prometheus.Gauge
+	OutboxOldest       prometheus.Gauge
+	PayloadOmitted     prometheus.Counter
+	SetAsideTotal      prometheus.Counter
+	SetAside           prometheus.Gauge
+	DependencyUp       *prometheus.GaugeVec // dependency
 }
 
 // New registers the collectors, plus Go and process collectors, on a fresh
@@ -48,7 +50,15 @@ func New(queued func() float64) *Metrics {
 		}, []string{"outcome"}),
 		AuditDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "inlet_audit_dropped_total",
-			Help: "Audit records that could not be written (write queue full or database down).",
+			Help: "Audit records lost: not written and not counted in an aggregated row.",
+		}),
+		AuditAggregated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "inlet_audit_aggregated_total",
+			Help: "Requests recorded inside an aggregated audit row (count > 1) during a flood of identical rejections.",
+		}),
+		WriteQueueCapacity: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "inlet_write_queue_capacity",
+			Help: "Length of the write queue; when inlet_write_queue_length reaches it, requests are shed with 503.",
 		}),
 		WriteQueue: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "inlet_write_queue_length",
@@ -106,7 +116,7 @@ func New(queued func() float64) *Metrics {
 			Help: "Whether a dependency answered its last readiness check (1) or not (0).",
 		}, []string{"dependency"}),
 	}
-	r.MustRegister(m.Requests, m.RequestDuration, m.AuditDropped, m.WriteQueue, m.BatchSize, m.BatchDuration,
+	r.MustRegister(m.Requests, m.RequestDuration, m.AuditDropped, m.AuditAggregated, m.WriteQueue, m.WriteQueueCapacity, m.BatchSize, m.BatchDuration,
 		m.BatchErrors, m.Published, m.PublishErrors, m.PublishLag, m.OutboxBacklog, m.OutboxOldest,
 		m.PayloadOmitted, m.SetAsideTotal, m.SetAside, m.DependencyUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	
+
 	"github.com/inlet-dev/inlet/pkg/jsontext"
 )
 
@@ -62,4 +62,3 @@ func appendValue(dst []byte, v any) ([]byte, error) {
 	}
 	return append(dst, b...), nil
 }
-

@@ -10,28 +10,14 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
-)
+	"golang.org/x/time/rate"
 
-// Receiver outcomes, recorded in audit rows and sent as a problem's code.
-const (
-	Accepted       = "accepted"
-	Duplicate      = "duplicate"
-	NotFound       = "not_found"
-	Disabled       = "disabled"
-	TooLarge       = "too_large"
-	IPDenied       = "ip_denied"
-	RateLimited    = "rate_limited"
-	BadSignature   = "bad_signature"
-	InvalidPayload = "invalid_payload"
-	SchemaMismatch = "schema_mismatch"
-	Internal       = "error"
+	"github.com/inlet-dev/inlet/pkg/outcome"
 )
-
-// Outcomes lists every receiver outcome, in the contract's order.
-var Outcomes = []string{Accepted, Duplicate, NotFound, Disabled, TooLarge, IPDenied, RateLimited, BadSignature, InvalidPayload, SchemaMismatch, Internal}
 
 // Management API codes.
 const (
@@ -98,16 +84,24 @@ func Write(w http.ResponseWriter, e *Error) error {
 
 // Handler returns an Echo HTTPErrorHandler that writes every error as a
 // problem: *Error as is, *echo.HTTPError with its status, anything else as a
-// 500 whose cause is logged and not sent.
+// 500 whose cause is logged and not sent. Server errors are logged at
+// error level, sampled per route, status and code: an outage answered 503
+// a thousand times a second is a few lines a second, and one kind of
+// failure does not hide another.
 func Handler(logger *slog.Logger) echo.HTTPErrorHandler {
+	var samplers sync.Map // "method path status code" -> *rate.Sometimes
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
 		}
 		p := From(err)
 		if p.Status >= 500 {
-			logger.Error("request failed", slog.String("method", c.Request().Method),
-				slog.String("path", c.Path()), slog.Int("status", p.Status), slog.Any("err", err))
+			key := c.Request().Method + " " + c.Path() + " " + strconv.Itoa(p.Status) + " " + p.Code
+			s, _ := samplers.LoadOrStore(key, &rate.Sometimes{First: 5, Interval: time.Second})
+			s.(*rate.Sometimes).Do(func() {
+				logger.Error("request failed", slog.String("method", c.Request().Method),
+					slog.String("path", c.Path()), slog.Int("status", p.Status), slog.Any("err", err))
+			})
 		}
 		if c.Request().Method == http.MethodHead {
 			c.Response().WriteHeader(p.Status)
@@ -131,24 +125,24 @@ func From(err error) *Error {
 		}
 		return &Error{Status: he.Code, Code: codeFor(he.Code), Detail: detail}
 	}
-	return &Error{Status: http.StatusInternalServerError, Code: Internal, Detail: "internal error", Err: err}
+	return &Error{Status: http.StatusInternalServerError, Code: outcome.Internal, Detail: "internal error", Err: err}
 }
 
 func codeFor(status int) string {
 	switch status {
 	case http.StatusNotFound:
-		return NotFound
+		return outcome.NotFound
 	case http.StatusUnauthorized:
 		return Unauthorized
 	case http.StatusMethodNotAllowed:
 		return "method_not_allowed"
 	case http.StatusRequestEntityTooLarge:
-		return TooLarge
+		return outcome.TooLarge
 	case http.StatusTooManyRequests:
-		return RateLimited
+		return outcome.RateLimited
 	}
 	if status >= 500 {
-		return Internal
+		return outcome.Internal
 	}
 	return Invalid
 }

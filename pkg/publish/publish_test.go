@@ -21,7 +21,7 @@ import (
 	"github.com/inlet-dev/inlet/pkg/embednats/natstest"
 	"github.com/inlet-dev/inlet/pkg/event"
 	"github.com/inlet-dev/inlet/pkg/metrics"
-	"github.com/inlet-dev/inlet/pkg/problem"
+	"github.com/inlet-dev/inlet/pkg/outcome"
 	"github.com/inlet-dev/inlet/pkg/publish"
 	"github.com/inlet-dev/inlet/pkg/store"
 	"github.com/inlet-dev/inlet/pkg/store/storetest"
@@ -345,7 +345,7 @@ func TestEnsureStream(t *testing.T) {
 // newStore returns a store on a fresh database.
 func newStore(t *testing.T) *store.Store {
 	t.Helper()
-	return store.New(storetest.New(t))
+	return store.New(storetest.New(t), storetest.Keyring())
 }
 
 func connect(t *testing.T, url string) jetstream.JetStream {
@@ -424,7 +424,7 @@ func write(st *store.Store, n int) ([]*event.Event, error) {
 			ReceivedAt: now,
 		}
 		recs[i] = &store.Record{Event: evs[i], Audit: store.Audit{
-			ReceivedAt: now, TriggerRef: &ref, Status: 200, Outcome: problem.Accepted,
+			ReceivedAt: now, TriggerRef: &ref, Status: 200, Outcome: outcome.Accepted,
 		}}
 	}
 	if _, err := st.WriteBatch(context.Background(), recs); err != nil {

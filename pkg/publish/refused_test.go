@@ -17,7 +17,7 @@ import (
 	"github.com/inlet-dev/inlet/pkg/embednats/natstest"
 	"github.com/inlet-dev/inlet/pkg/event"
 	"github.com/inlet-dev/inlet/pkg/metrics"
-	"github.com/inlet-dev/inlet/pkg/problem"
+	"github.com/inlet-dev/inlet/pkg/outcome"
 	"github.com/inlet-dev/inlet/pkg/publish"
 	"github.com/inlet-dev/inlet/pkg/store"
 )
@@ -270,7 +270,7 @@ func storeEvents(t *testing.T, st *store.Store, evs ...*event.Event) {
 	recs := make([]*store.Record, len(evs))
 	for i, e := range evs {
 		ref := e.TriggerRef
-		recs[i] = &store.Record{Event: e, Audit: store.Audit{ReceivedAt: e.ReceivedAt, TriggerRef: &ref, Status: 200, Outcome: problem.Accepted}}
+		recs[i] = &store.Record{Event: e, Audit: store.Audit{ReceivedAt: e.ReceivedAt, TriggerRef: &ref, Status: 200, Outcome: outcome.Accepted}}
 	}
 	if _, err := st.WriteBatch(context.Background(), recs); err != nil {
 		t.Fatalf("WriteBatch: %v", err)

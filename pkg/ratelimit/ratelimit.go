@@ -6,6 +6,7 @@ package ratelimit
 
 import (
 	"hash/maphash"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -109,4 +110,21 @@ func (sh *shard) makeRoom(max int, now time.Time) {
 		}
 		delete(sh.buckets, k)
 	}
+}
+
+// SourceKey returns the key a source address is budgeted under: the address
+// itself for IPv4, and its /64 for IPv6, since whoever holds one IPv6
+// address usually holds the whole /64 and can rotate through it for free.
+// Anything that is not an address is its own key.
+func SourceKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	a = a.Unmap()
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.WithZone("").Prefix(64)
+	return p.String()
 }

@@ -92,3 +92,19 @@ func BenchmarkAllow(b *testing.B) {
 		}
 	})
 }
+
+func TestSourceKey(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"192.0.2.7", "192.0.2.7"},
+		{"::ffff:192.0.2.7", "192.0.2.7"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
+		{"2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"},
+		{"fe80::1%eth0", "fe80::/64"},
+		{"not an address", "not an address"},
+	}
+	for _, tt := range tests {
+		if got := SourceKey(tt.in); got != tt.want {
+			t.Errorf("SourceKey(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

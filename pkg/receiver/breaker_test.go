@@ -2,9 +2,10 @@ package receiver
 
 import (
 	"context"
-	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,7 +62,7 @@ func TestBreakerReport(t *testing.T) {
 		open bool
 	}{
 		{"deadline", context.DeadlineExceeded, true},
-		{"connection refused", errors.New("dial tcp 127.0.0.1:5432: connect: connection refused"), true},
+		{"connection refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
 		{"success", nil, false},
 		{"not found", store.ErrNotFound, false},
 		{"queue full", store.ErrOverloaded, false},

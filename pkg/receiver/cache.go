@@ -3,6 +3,7 @@ package receiver
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -20,8 +21,8 @@ import (
 type webhook struct {
 	triggerID     int64
 	ref           string
+	idKey         string // triggerID as a decimal string, the rate limiter's key
 	enabled       bool
-	keyExpiresAt  *time.Time
 	hmac          trigger.HMAC
 	hmacOn        bool
 	limit         int64
@@ -34,15 +35,13 @@ type webhook struct {
 	deliveryHdr   string
 	deliveryExact bool // deliveryHdr was named by the operator: no fallback
 	deliveryPath  *payload.Path
-	loaded        time.Time
 }
 
-func compile(w store.Webhook, now time.Time) (*webhook, error) {
-	t := w.Trigger
+func compile(t trigger.Trigger) (*webhook, error) {
 	s := t.Settings
 	c := &webhook{
-		triggerID: t.ID, ref: t.Ref, enabled: t.WebhookEnabled, keyExpiresAt: w.KeyExpiresAt,
-		hmac: s.HMAC, hmacOn: s.HMAC.Enabled, limit: s.PayloadLimit(), loaded: now,
+		triggerID: t.ID, ref: t.Ref, idKey: strconv.FormatInt(t.ID, 10), enabled: t.WebhookEnabled,
+		hmac: s.HMAC, hmacOn: s.HMAC.Enabled, limit: s.PayloadLimit(),
 	}
 	if s.IPAllowlist.Enabled {
 		p, err := s.IPAllowlist.Prefixes()
@@ -76,61 +75,111 @@ func compile(w store.Webhook, now time.Time) (*webhook, error) {
 	return c, nil
 }
 
-// cache maps keys to compiled webhooks. Entries are dropped when the
-// database announces a change to their trigger (on every instance, through
-// LISTEN/NOTIFY), all of them when the listener reconnects (a notification
-// may have been missed), and after ttl as a last resort.
+// entry is a live key: its trigger's compiled webhook and the key itself.
+type entry struct {
+	wh        *webhook
+	keyID     int64
+	label     string
+	expiresAt *time.Time
+	// stale marks an entry whose trigger changed or that outlived the
+	// cache's ttl: it is loaded again before use, but it still counts as a
+	// known key, so that the protections against key guessing never refuse
+	// it.
+	stale  bool
+	loaded time.Time
+}
+
+// cache maps every live key to its compiled webhook. It is filled with
+// every live key at start (warm) and kept that way: a change to a trigger
+// or its keys, announced on every instance through LISTEN/NOTIFY, marks
+// that trigger's entries stale and loads its keys again in the background
+// (so keys made on another instance become known within milliseconds); a
+// listener that reconnects, having maybe missed notifications, reloads
+// everything. A key the cache does not know is looked up in the database,
+// where the caller applies the key-guessing budget first.
 type cache struct {
-	load func(ctx context.Context, key string) (store.Webhook, error)
-	ttl  time.Duration
-	wait time.Duration // a miss's lookup gives up after this
-	brk  *breaker      // misses are not loaded while it is open
+	loadKey  func(ctx context.Context, key string) (store.Webhook, error)
+	loadLive func(ctx context.Context, triggerID int64) ([]store.KeyedWebhook, error)
+	ttl      time.Duration
+	wait     time.Duration // a lookup gives up after this
+	brk      *breaker      // lookups are not made while it is open
+	logger   *slog.Logger
 
 	mu    sync.RWMutex
-	byKey map[string]*webhook
+	byKey map[string]*entry
 	gen   uint64 // bumped by every invalidation; a load older than it is not kept
+
+	wg sync.WaitGroup // background reloads; drain waits for them
 }
 
-func newCache(load func(ctx context.Context, key string) (store.Webhook, error), ttl, wait time.Duration, brk *breaker) *cache {
-	return &cache{load: load, ttl: ttl, wait: wait, brk: brk, byKey: make(map[string]*webhook)}
+func newCache(st *store.Store, ttl, wait time.Duration, brk *breaker, logger *slog.Logger) *cache {
+	return &cache{
+		loadKey: st.LookupKey, loadLive: st.LiveWebhooks, ttl: ttl, wait: wait, brk: brk, logger: logger,
+		byKey: make(map[string]*entry),
+	}
 }
 
-// get returns the webhook of a live key, store.ErrNotFound for an unknown or
-// expired one.
-func (c *cache) get(ctx context.Context, key string, now time.Time) (*webhook, error) {
+// known reports whether key is a key the cache holds, fresh or stale.
+func (c *cache) known(key string) bool {
 	c.mu.RLock()
-	w, ok := c.byKey[key]
+	_, ok := c.byKey[key]
+	c.mu.RUnlock()
+	return ok
+}
+
+// get returns the entry of a live key, store.ErrNotFound for an unknown or
+// expired one.
+func (c *cache) get(ctx context.Context, key string, now time.Time) (*entry, error) {
+	c.mu.RLock()
+	e, ok := c.byKey[key]
+	fresh := ok && !e.stale && now.Sub(e.loaded) < c.ttl
 	gen := c.gen
 	c.mu.RUnlock()
-	if ok && now.Sub(w.loaded) < c.ttl {
-		if w.keyExpiresAt != nil && !now.Before(*w.keyExpiresAt) {
+	if fresh {
+		if e.expiresAt != nil && !now.Before(*e.expiresAt) {
 			return nil, store.ErrNotFound
 		}
-		return w, nil
+		return e, nil
 	}
-	sw, err := c.loadWithin(ctx, key)
+	w, err := c.lookup(ctx, key)
+	if err == store.ErrNotFound {
+		c.mu.Lock()
+		if c.gen == gen {
+			delete(c.byKey, key)
+		}
+		c.mu.Unlock()
+		return nil, err
+	}
 	if err != nil {
 		return nil, err
 	}
-	w, err = compile(sw, now)
+	e, err = newEntry(w, now)
 	if err != nil {
-		return nil, fmt.Errorf("compile settings of %s: %w", sw.Trigger.Ref, err)
+		return nil, err
 	}
 	c.mu.Lock()
 	if c.gen == gen {
-		c.byKey[key] = w
+		c.byKey[key] = e
 	}
 	c.mu.Unlock()
-	return w, nil
+	return e, nil
 }
 
-// loadWithin loads key, giving up when ctx ends. lib/pq cannot interrupt a
+func newEntry(w store.Webhook, now time.Time) (*entry, error) {
+	wh, err := compile(w.Trigger)
+	if err != nil {
+		return nil, fmt.Errorf("compile settings of %s: %w", w.Trigger.Ref, err)
+	}
+	return &entry{wh: wh, keyID: w.KeyID, label: w.KeyLabel, expiresAt: w.KeyExpiresAt, loaded: now}, nil
+}
+
+// lookup loads key, giving up when ctx ends. lib/pq cannot interrupt a
 // read from a server that stopped answering, so the load runs on a
 // goroutine of its own that the request can leave behind. Only misses pay
 // for it, and such goroutines are bounded by the connection pool: each
 // holds a connection, and the others wait for one in database/sql, which
 // does honour ctx.
-func (c *cache) loadWithin(ctx context.Context, key string) (store.Webhook, error) {
+func (c *cache) lookup(ctx context.Context, key string) (store.Webhook, error) {
 	type result struct {
 		w   store.Webhook
 		err error
@@ -142,7 +191,7 @@ func (c *cache) loadWithin(ctx context.Context, key string) (store.Webhook, erro
 	defer cancel()
 	done := make(chan result, 1) // buffered: a left-behind load never blocks
 	go func() {
-		w, err := c.load(ctx, key)
+		w, err := c.loadKey(ctx, key)
 		done <- result{w, err}
 	}()
 	var r result
@@ -155,33 +204,68 @@ func (c *cache) loadWithin(ctx context.Context, key string) (store.Webhook, erro
 	return r.w, r.err
 }
 
-// invalidate drops the entries of the trigger whose id is payload, or every
-// entry when payload is not an id.
-func (c *cache) invalidate(payload string) {
-	id, err := strconv.ParseInt(payload, 10, 64)
+// warm loads every live key of trigger triggerID, or of all triggers when
+// it is 0, replacing what the cache held for them. A trigger whose keys
+// cannot be loaded keeps its stale entries, which requests load one by
+// one.
+func (c *cache) warm(ctx context.Context, triggerID int64) {
+	c.mu.RLock()
+	gen := c.gen
+	c.mu.RUnlock()
+	ctx, cancel := context.WithTimeout(ctx, 10*c.wait)
+	defer cancel()
+	live, err := c.loadLive(ctx, triggerID)
 	if err != nil {
-		c.reset()
+		c.logger.Warn("webhook keys not loaded", slog.Int64("trigger_id", triggerID), slog.Any("err", err))
 		return
 	}
-	c.forget(id)
-}
-
-// forget drops the entries of one trigger.
-func (c *cache) forget(id int64) {
+	now := time.Now()
+	fresh := make(map[string]*entry, len(live))
+	compiled := make(map[int64]*webhook)
+	for _, kw := range live {
+		wh := compiled[kw.Trigger.ID]
+		if wh == nil {
+			if wh, err = compile(kw.Trigger); err != nil {
+				c.logger.Warn("webhook settings do not compile", slog.String("trigger_ref", kw.Trigger.Ref), slog.Any("err", err))
+				continue
+			}
+			compiled[kw.Trigger.ID] = wh
+		}
+		fresh[kw.Key] = &entry{wh: wh, keyID: kw.KeyID, label: kw.KeyLabel, expiresAt: kw.KeyExpiresAt, loaded: now}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.gen++
-	for k, w := range c.byKey {
-		if w.triggerID == id {
+	if c.gen != gen {
+		return // changed again meanwhile; that change's reload follows
+	}
+	for k, e := range c.byKey {
+		if triggerID == 0 || e.wh.triggerID == triggerID {
 			delete(c.byKey, k)
 		}
 	}
+	for k, e := range fresh {
+		c.byKey[k] = e
+	}
 }
 
-// reset drops every entry.
-func (c *cache) reset() {
+// changed marks trigger id's entries stale, so that none is used before it
+// is loaded again, and reloads its keys in the background (owned by c:
+// drain waits for it).
+func (c *cache) changed(ctx context.Context, id int64) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.gen++
-	clear(c.byKey)
+	for _, e := range c.byKey {
+		if id == 0 || e.wh.triggerID == id {
+			e.stale = true
+		}
+	}
+	c.mu.Unlock()
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.warm(ctx, id)
+	}()
 }
+
+// drain waits for background reloads.
+func (c *cache) drain() { c.wg.Wait() }

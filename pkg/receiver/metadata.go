@@ -11,6 +11,7 @@ import (
 // event.Metadata, with the kept headers as a sorted list instead of a map.
 type metadata struct {
 	keyPrefix  string
+	keyLabel   string
 	receivedAt time.Time
 	sourceIP   string
 	userAgent  string
@@ -27,6 +28,8 @@ func appendMetadata(dst []byte, md *metadata) []byte {
 	dst = jsontext.AppendString(dst, event.Source)
 	dst = append(dst, `,"webhook_key_prefix":`...)
 	dst = jsontext.AppendString(dst, md.keyPrefix)
+	dst = append(dst, `,"key_label":`...)
+	dst = jsontext.AppendString(dst, md.keyLabel)
 	dst = append(dst, `,"received_at":"`...)
 	dst = md.receivedAt.AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, `","source_ip":`...)

@@ -25,7 +25,7 @@ func reference(t *testing.T, md *metadata, h http.Header) []byte {
 		}
 	}
 	return encode(t, event.Metadata{
-		Source: event.Source, WebhookKeyPrefix: md.keyPrefix, ReceivedAt: md.receivedAt,
+		Source: event.Source, WebhookKeyPrefix: md.keyPrefix, KeyLabel: md.keyLabel, ReceivedAt: md.receivedAt,
 		SourceIP: md.sourceIP, UserAgent: md.userAgent, DeliveryID: md.deliveryID, Headers: headers,
 	})
 }
@@ -52,7 +52,7 @@ func TestAppendMetadata(t *testing.T) {
 	}{
 		{
 			name: "plain",
-			md:   metadata{keyPrefix: "wh_AbCdE", receivedAt: at, sourceIP: "192.0.2.1", userAgent: "GitHub-Hookshot/abc", deliveryID: "d-1"},
+			md:   metadata{keyPrefix: "wh_AbCdE", keyLabel: "primary", receivedAt: at, sourceIP: "192.0.2.1", userAgent: "GitHub-Hookshot/abc", deliveryID: "d-1"},
 			h: http.Header{
 				"Content-Type": {"application/json"}, "X-Github-Event": {"push"}, "X-Github-Delivery": {"d-1"},
 				"X-Hub-Signature-256": {"sha256=secret-looking"}, "Authorization": {"Bearer x"},
@@ -65,7 +65,7 @@ func TestAppendMetadata(t *testing.T) {
 		},
 		{
 			name: "escapes",
-			md: metadata{keyPrefix: "wh_<&>", receivedAt: at, sourceIP: "1.2.3.4",
+			md: metadata{keyPrefix: "wh_<&>", keyLabel: "ci \"eu\" <1>", receivedAt: at, sourceIP: "1.2.3.4",
 				userAgent: "a\"b\\c\b\f\n\r\t\x00\x01\x1f<script>&\u2028\u2029\xff\xfe é 😀", deliveryID: "\xc3"},
 			h: http.Header{
 				"X-Event-Type":    {"<b>&amp;</b>", "second value is ignored"},

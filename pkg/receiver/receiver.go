@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -22,6 +23,7 @@ import (
 	"github.com/inlet-dev/inlet/pkg/event"
 	"github.com/inlet-dev/inlet/pkg/jsontext"
 	"github.com/inlet-dev/inlet/pkg/metrics"
+	"github.com/inlet-dev/inlet/pkg/outcome"
 	"github.com/inlet-dev/inlet/pkg/payload"
 	"github.com/inlet-dev/inlet/pkg/problem"
 	"github.com/inlet-dev/inlet/pkg/ratelimit"
@@ -39,14 +41,20 @@ type Options struct {
 	Writer *store.Writer
 	// PublicURL is the base URL senders post to; Twilio signs it.
 	PublicURL string
-	// UnknownKeyLimit is how many unknown or revoked keys a source IP may
-	// name per minute before it gets 429 without a lookup.
+	// UnknownKeyLimit is how many unknown or revoked keys a source (an IPv4
+	// address, an IPv6 /64) may name per minute before its lookups of keys
+	// the receiver does not know are refused with 429. Keys it knows are
+	// never refused this way.
 	UnknownKeyLimit int
-	// IPRateLimit, when positive, limits all requests per source IP per
+	// IPRateLimit, when positive, limits all requests per source per
 	// minute.
 	IPRateLimit int
-	Metrics     *metrics.Metrics
-	Logger      *slog.Logger
+	// TrustedProxies are the peers whose X-Forwarded-For is believed; a
+	// request carrying the header from any other peer is logged once, as a
+	// sign of a proxy missing from the list.
+	TrustedProxies []netip.Prefix
+	Metrics        *metrics.Metrics
+	Logger         *slog.Logger
 	// OnCommit, if set, is called after an event is committed (it wakes the
 	// publisher).
 	OnCommit func()
@@ -63,18 +71,21 @@ type Options struct {
 
 // Handler is the webhook receiver.
 type Handler struct {
-	brk      *breaker // shared by lookups and commits
-	o        Options
-	cache    *cache
-	perKey   *ratelimit.Set
-	unknown  *ratelimit.Set
-	perIP    *ratelimit.Set
-	logger   *slog.Logger
-	sometime rate.Sometimes // for lines an attacker can repeat at will
+	brk     *breaker // shared by lookups and commits
+	o       Options
+	cache   *cache
+	perKey  *ratelimit.Set
+	unknown *ratelimit.Set
+	perIP   *ratelimit.Set
+	logger  *slog.Logger
+	// Lines an attacker can repeat at will are sampled, each message with
+	// its own sampler so that one flood does not hide another message.
+	rejectedLog, notStoredLog rate.Sometimes
+	forwardedLog              sync.Once // an untrusted peer's X-Forwarded-For
 }
 
-// New returns a Handler. Call Invalidate and Reset from the trigger-change
-// listener so that settings changes reach the cache.
+// New returns a Handler. Call Warm before serving, and Invalidate and
+// Reset from the trigger-change listener so that changes reach the cache.
 func New(o Options) *Handler {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -86,30 +97,46 @@ func New(o Options) *Handler {
 		o.StoreWait = 2 * time.Second
 	}
 	h := &Handler{
-		o:        o,
-		perKey:   ratelimit.New(100_000),
-		unknown:  ratelimit.New(100_000),
-		perIP:    ratelimit.New(100_000),
-		logger:   o.Logger.With("component", "receiver"),
-		sometime: rate.Sometimes{First: 20, Interval: time.Second},
+		o:            o,
+		perKey:       ratelimit.New(100_000),
+		unknown:      ratelimit.New(100_000),
+		perIP:        ratelimit.New(100_000),
+		logger:       o.Logger.With("component", "receiver"),
+		rejectedLog:  rate.Sometimes{First: 20, Interval: time.Second},
+		notStoredLog: rate.Sometimes{First: 5, Interval: time.Second},
 	}
 	h.brk = &breaker{window: 2 * time.Second}
-	h.cache = newCache(o.Store.LookupKey, o.CacheTTL, o.StoreWait, h.brk)
+	h.cache = newCache(o.Store, o.CacheTTL, o.StoreWait, h.brk, h.logger)
 	return h
 }
 
 // Register adds the receiver's route to e.
 func (h *Handler) Register(e *echo.Echo) { e.POST(Path, h.Handle) }
 
-// Invalidate drops cached settings of the trigger whose id is payload (a
-// notification on store.ChannelTriggers).
-func (h *Handler) Invalidate(payload string) { h.cache.invalidate(payload) }
+// Warm loads every live key, so that the first request naming one is not
+// a lookup (and so never refused as a guess).
+func (h *Handler) Warm(ctx context.Context) { h.cache.warm(ctx, 0) }
 
-// Forget drops cached settings of one trigger.
-func (h *Handler) Forget(triggerID int64) { h.cache.forget(triggerID) }
+// Invalidate reloads the keys of the trigger whose id is payload (a
+// notification on store.ChannelTriggers), or every key when it is not an
+// id.
+func (h *Handler) Invalidate(ctx context.Context, payload string) {
+	id, err := strconv.ParseInt(payload, 10, 64)
+	if err != nil {
+		id = 0
+	}
+	h.cache.changed(ctx, id)
+}
 
-// Reset drops every cached setting.
-func (h *Handler) Reset() { h.cache.reset() }
+// Forget reloads the keys of one trigger, for the instance that changed
+// it: its next request already sees the change.
+func (h *Handler) Forget(triggerID int64) { h.cache.changed(context.Background(), triggerID) }
+
+// Reset reloads every key, as after a notification may have been missed.
+func (h *Handler) Reset(ctx context.Context) { h.cache.changed(ctx, 0) }
+
+// Close waits for the key reloads in progress.
+func (h *Handler) Close() { h.cache.drain() }
 
 // validKey reports whether key has the form of a webhook key, wh_ and 32
 // characters from [A-Za-z0-9]; anything else is unknown without a lookup.
@@ -129,47 +156,61 @@ func validKey(key string) bool {
 type request struct {
 	start     time.Time
 	ip        string
+	source    string // ratelimit.SourceKey(ip)
 	ua        string
 	keyPrefix string
 	size      int64
-	wh        *webhook
+	key       *entry
 }
 
 // Handle runs the checks in the contract's order.
 func (h *Handler) Handle(c echo.Context) error {
 	r := c.Request()
+	key := c.Param("webhook_key")
 	rq := &request{
 		start:     h.o.Now(),
 		ip:        c.RealIP(),
 		ua:        r.UserAgent(),
-		keyPrefix: trigger.KeyPrefix(c.Param("webhook_key")),
+		keyPrefix: trigger.KeyPrefix(key),
 	}
+	rq.source = ratelimit.SourceKey(rq.ip)
 	if rq.size = r.ContentLength; rq.size < 0 {
 		rq.size = 0
 	}
-	if p := h.preLookup(rq); p != nil {
+	h.checkForwarded(r)
+	if p := h.limitSource(rq); p != nil {
 		return h.reject(c, rq, p)
 	}
-	key := c.Param("webhook_key")
-	var wh *webhook
+	var e *entry
 	var err error
-	if validKey(key) {
-		wh, err = h.cache.get(r.Context(), key, rq.start)
-	} else {
+	switch {
+	case !validKey(key):
 		err = store.ErrNotFound
+	case h.cache.known(key):
+		e, err = h.cache.get(r.Context(), key, rq.start)
+	case h.o.UnknownKeyLimit > 0 && h.unknown.Exhausted(rq.source, rq.start):
+		// Only lookups of keys this instance does not know are refused, so
+		// that a scanner sharing an address with real senders (a NAT, a
+		// proxy missing from INLET_TRUSTED_PROXIES) cannot lock them out.
+		p := problem.New(http.StatusTooManyRequests, outcome.RateLimited, "too many unknown webhook keys from this address")
+		p.RetryAfter = time.Duration(float64(time.Second) / float64(h.unknownRate()))
+		return h.reject(c, rq, p)
+	default:
+		e, err = h.cache.get(r.Context(), key, rq.start)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		if h.o.UnknownKeyLimit > 0 {
-			h.unknown.Allow(rq.ip, h.unknownRate(), h.o.UnknownKeyLimit, rq.start)
+			h.unknown.Allow(rq.source, h.unknownRate(), h.o.UnknownKeyLimit, rq.start)
 		}
-		return h.reject(c, rq, problem.New(http.StatusNotFound, problem.NotFound, "no webhook with this key"))
+		return h.reject(c, rq, problem.New(http.StatusNotFound, outcome.NotFound, "no webhook with this key"))
 	}
 	if err != nil {
 		return h.reject(c, rq, unavailable(err))
 	}
-	rq.wh = wh
+	rq.key = e
+	wh := e.wh
 	if !wh.enabled {
-		return h.reject(c, rq, problem.New(http.StatusForbidden, problem.Disabled, "the webhook of trigger %s is disabled", wh.ref))
+		return h.reject(c, rq, problem.New(http.StatusForbidden, outcome.Disabled, "the webhook of trigger %s is disabled", wh.ref))
 	}
 	body, p := readBody(r, wh.limit)
 	if body != nil {
@@ -179,11 +220,11 @@ func (h *Handler) Handle(c echo.Context) error {
 		return h.reject(c, rq, p)
 	}
 	if wh.allow != nil && !allowed(wh.allow, rq.ip) {
-		return h.reject(c, rq, problem.New(http.StatusForbidden, problem.IPDenied, "source address %s is not in the trigger's allowlist", rq.ip))
+		return h.reject(c, rq, problem.New(http.StatusForbidden, outcome.IPDenied, "source address %s is not in the trigger's allowlist", rq.ip))
 	}
 	if wh.rateOn {
-		if ok, wait := h.perKey.Allow(fmt.Sprint(wh.triggerID), wh.rate, wh.burst, rq.start); !ok {
-			p := problem.New(http.StatusTooManyRequests, problem.RateLimited, "rate limit of trigger %s exceeded", wh.ref)
+		if ok, wait := h.perKey.Allow(wh.idKey, wh.rate, wh.burst, rq.start); !ok {
+			p := problem.New(http.StatusTooManyRequests, outcome.RateLimited, "rate limit of trigger %s exceeded", wh.ref)
 			p.RetryAfter = wait
 			return h.reject(c, rq, p)
 		}
@@ -214,25 +255,43 @@ func (h *Handler) Handle(c echo.Context) error {
 	}
 	if wh.mapping != nil {
 		if raw, err = wh.mapping.Apply(value); err != nil {
-			return h.reject(c, rq, &problem.Error{Status: http.StatusInternalServerError, Code: problem.Internal, Detail: "payload mapping failed", Err: err})
+			return h.reject(c, rq, &problem.Error{Status: http.StatusInternalServerError, Code: outcome.Internal, Detail: "payload mapping failed", Err: err})
 		}
 	}
 	return h.accept(c, rq, raw, r.Header, value)
 }
 
-// preLookup applies the per-source-IP protections that run before any
-// database work.
-func (h *Handler) preLookup(rq *request) *problem.Error {
-	if h.o.IPRateLimit > 0 {
-		if ok, wait := h.perIP.Allow(rq.ip, rate.Limit(float64(h.o.IPRateLimit)/60), h.o.IPRateLimit, rq.start); !ok {
-			p := problem.New(http.StatusTooManyRequests, problem.RateLimited, "too many requests from this address")
-			p.RetryAfter = wait
-			return p
+// checkForwarded logs, once, a request whose X-Forwarded-For comes from a
+// peer that is not a trusted proxy: the header is ignored then, and every
+// request from behind that proxy shares the proxy's address, and its rate
+// and key-guessing budgets.
+func (h *Handler) checkForwarded(r *http.Request) {
+	if r.Header.Get(echo.HeaderXForwardedFor) == "" {
+		return
+	}
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return
+	}
+	for _, p := range h.o.TrustedProxies {
+		if p.Contains(peer.Addr().Unmap()) {
+			return
 		}
 	}
-	if h.o.UnknownKeyLimit > 0 && h.unknown.Exhausted(rq.ip, rq.start) {
-		p := problem.New(http.StatusTooManyRequests, problem.RateLimited, "too many unknown webhook keys from this address")
-		p.RetryAfter = time.Duration(float64(time.Second) / float64(h.unknownRate()))
+	h.forwardedLog.Do(func() {
+		h.logger.Warn("X-Forwarded-For from a peer that is not a trusted proxy is ignored; if it is your proxy, list it in INLET_TRUSTED_PROXIES",
+			slog.String("peer", peer.Addr().String()))
+	})
+}
+
+// limitSource applies INLET_IP_RATE_LIMIT, before any database work.
+func (h *Handler) limitSource(rq *request) *problem.Error {
+	if h.o.IPRateLimit <= 0 {
+		return nil
+	}
+	if ok, wait := h.perIP.Allow(rq.source, rate.Limit(float64(h.o.IPRateLimit)/60), h.o.IPRateLimit, rq.start); !ok {
+		p := problem.New(http.StatusTooManyRequests, outcome.RateLimited, "too many requests from this address")
+		p.RetryAfter = wait
 		return p
 	}
 	return nil
@@ -249,7 +308,7 @@ func (h *Handler) unknownRate() rate.Limit {
 // or not Content-Length announced it.
 func readBody(r *http.Request, limit int64) ([]byte, *problem.Error) {
 	tooLarge := func() *problem.Error {
-		return problem.New(http.StatusRequestEntityTooLarge, problem.TooLarge, "body is larger than the trigger's limit of %d KB", limit/1024)
+		return problem.New(http.StatusRequestEntityTooLarge, outcome.TooLarge, "body is larger than the trigger's limit of %d KB", limit/1024)
 	}
 	if r.ContentLength > limit {
 		return nil, tooLarge()
@@ -260,7 +319,7 @@ func readBody(r *http.Request, limit int64) ([]byte, *problem.Error) {
 		if errors.As(err, &mbe) {
 			return nil, tooLarge()
 		}
-		return nil, problem.New(http.StatusBadRequest, problem.InvalidPayload, "body could not be read completely")
+		return nil, problem.New(http.StatusBadRequest, outcome.InvalidPayload, "body could not be read completely")
 	}
 	if int64(len(body)) > limit {
 		return body, tooLarge()
@@ -325,24 +384,33 @@ func (h *Handler) verify(r *http.Request, wh *webhook, body []byte, now time.Tim
 	if errors.As(err, &ve) {
 		detail = ve.Detail
 	}
-	return problem.New(http.StatusUnauthorized, problem.BadSignature, "%s", detail)
+	return problem.New(http.StatusUnauthorized, outcome.BadSignature, "%s", detail)
 }
 
 func decodeProblem(err error) *problem.Error {
 	var pe *payload.Error
 	if errors.As(err, &pe) {
-		return problem.New(pe.Status, problem.InvalidPayload, "%s", pe.Detail)
+		return problem.New(pe.Status, outcome.InvalidPayload, "%s", pe.Detail)
 	}
-	return problem.New(http.StatusBadRequest, problem.InvalidPayload, "body could not be decoded")
+	return problem.New(http.StatusBadRequest, outcome.InvalidPayload, "body could not be decoded")
 }
 
+// MaxViolations is how many schema violations one 422 lists; the answer
+// says how many there were in all.
+const MaxViolations = 50
+
 func schemaProblem(err error) *problem.Error {
-	p := problem.New(http.StatusUnprocessableEntity, problem.SchemaMismatch, "payload does not match the trigger's schema")
+	p := problem.New(http.StatusUnprocessableEntity, outcome.SchemaMismatch, "payload does not match the trigger's schema")
 	var se *payload.SchemaError
 	if errors.As(err, &se) {
-		p.Extra = map[string]any{"violations": se.Violations}
-		if len(se.Violations) > 0 {
-			v := se.Violations[0]
+		vs := se.Violations
+		p.Extra = map[string]any{"violations_total": len(vs)}
+		if len(vs) > MaxViolations {
+			vs = vs[:MaxViolations]
+		}
+		p.Extra["violations"] = vs
+		if len(vs) > 0 {
+			v := vs[0]
 			p.Detail = fmt.Sprintf("payload does not match the trigger's schema: %d violation(s), first at %q: %s", len(se.Violations), v.Pointer, v.Message)
 		}
 	}
@@ -351,7 +419,7 @@ func schemaProblem(err error) *problem.Error {
 
 func unavailable(err error) *problem.Error {
 	return &problem.Error{
-		Status: http.StatusServiceUnavailable, Code: problem.Internal,
+		Status: http.StatusServiceUnavailable, Code: outcome.Internal,
 		Detail: "storage is unavailable; retry later", RetryAfter: 5 * time.Second, Err: err,
 	}
 }
@@ -386,12 +454,12 @@ func appendAccepted(dst []byte, d *acceptedData) []byte {
 // accept stores the event and its audit row in one transaction and answers
 // 200 only after the commit.
 func (h *Handler) accept(c echo.Context, rq *request, raw json.RawMessage, hdr http.Header, value any) error {
-	wh := rq.wh
+	wh := rq.key.wh
 	at := event.Time(rq.start)
 	did := wh.deliveryID(hdr, value)
 	var kept [8]keptHeader
 	md := metadata{
-		keyPrefix: rq.keyPrefix, receivedAt: at, sourceIP: rq.ip, userAgent: rq.ua, deliveryID: did,
+		keyPrefix: rq.keyPrefix, keyLabel: rq.key.label, receivedAt: at, sourceIP: rq.ip, userAgent: rq.ua, deliveryID: did,
 		headers: keptHeaderValues(hdr, kept[:0]),
 	}
 	ev := &event.Event{
@@ -401,7 +469,7 @@ func (h *Handler) accept(c echo.Context, rq *request, raw json.RawMessage, hdr h
 	if did != "" {
 		ev.DeliveryID = &did
 	}
-	rec := &store.Record{Event: ev, Audit: h.auditRow(rq, http.StatusOK, problem.Accepted, "")}
+	rec := &store.Record{Event: ev, Audit: h.auditRow(rq, http.StatusOK, outcome.Accepted, "")}
 	// Longer than a batch's own timeout, so that a slow commit is waited for.
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*h.o.StoreWait)
 	defer cancel()
@@ -412,11 +480,12 @@ func (h *Handler) accept(c echo.Context, rq *request, raw json.RawMessage, hdr h
 	if h.o.OnCommit != nil && !res.Duplicate {
 		h.o.OnCommit()
 	}
-	outcome := problem.Accepted
+	oc := outcome.Accepted
 	if res.Duplicate {
-		outcome = problem.Duplicate
+		oc = outcome.Duplicate
+		at = res.ReceivedAt // the first delivery's
 	}
-	h.observe(rq, http.StatusOK, outcome, res.EventID)
+	h.observe(rq, http.StatusOK, oc, res.EventID)
 	d := acceptedData{Duplicate: res.Duplicate, EventID: res.EventID, ReceivedAt: at, TriggerRef: wh.ref}
 	if c.Request().URL.RawQuery != "" || c.Echo().Debug {
 		return c.JSON(http.StatusOK, accepted{Data: d}) // ?pretty and debug mode indent
@@ -424,27 +493,31 @@ func (h *Handler) accept(c echo.Context, rq *request, raw json.RawMessage, hdr h
 	return c.JSONBlob(http.StatusOK, appendAccepted(make([]byte, 0, 160), &d))
 }
 
-// failed answers a request whose event could not be committed. Its audit
-// row was part of the failed batch, so none is stored.
+// failed answers a request whose event could not be committed.
 func (h *Handler) failed(c echo.Context, rq *request, err error) error {
 	var p *problem.Error
 	switch {
 	case errors.Is(err, store.ErrOverloaded):
-		p = &problem.Error{Status: http.StatusServiceUnavailable, Code: problem.Internal, Detail: "inlet is overloaded; retry later", RetryAfter: time.Second}
+		p = &problem.Error{Status: http.StatusServiceUnavailable, Code: outcome.Internal, Detail: "inlet is overloaded; retry later", RetryAfter: time.Second}
 	case errors.Is(err, context.Canceled):
-		// The client left; the event may still be committed, and a retry
-		// with the same delivery id is answered as a duplicate.
-		p = &problem.Error{Status: 499, Code: problem.Internal, Detail: "client closed the request"}
+		// The client left; the event may still be committed, with its audit
+		// row, and a retry with the same delivery id is answered as a
+		// duplicate. Nobody reads this answer.
+		p = &problem.Error{Status: 499, Code: outcome.Internal, Detail: "client closed the request"}
+		h.observe(rq, p.Status, p.Code, "")
+		return p
 	default:
 		p = unavailable(err)
 	}
-	if !errors.Is(err, context.Canceled) {
-		h.o.Metrics.AuditDropped.Inc()
-	}
-	h.sometime.Do(func() {
-		h.logger.Warn("event not stored", slog.String("trigger_ref", rq.wh.ref), slog.Any("err", err))
+	h.notStoredLog.Do(func() {
+		h.logger.Warn("event not stored", slog.String("trigger_ref", rq.key.wh.ref), slog.Any("err", err))
 	})
-	h.observe(rq, p.Status, problem.Internal, "")
+	if errors.Is(err, store.ErrOverloaded) || errors.Is(err, store.ErrClosed) || errors.Is(err, errOpen) {
+		return h.reject(c, rq, p) // the writer never had the record
+	}
+	// The writer had it: it records the audit row once it knows whether
+	// the batch committed after all (see store.Writer).
+	h.observe(rq, p.Status, p.Code, "")
 	return p
 }
 
@@ -459,63 +532,47 @@ func (h *Handler) submit(ctx context.Context, rec *store.Record) (store.Result, 
 	return res, err
 }
 
-// reject audits a refused request, then returns its problem. The audit row
-// is committed before the answer, so that every answered request has one;
-// if it cannot be written the answer goes out anyway.
+// reject records a refused request's audit row, which the writer stores
+// within about a second (folded into one row a second during a flood from
+// one source), and returns its problem.
 func (h *Handler) reject(c echo.Context, rq *request, p *problem.Error) error {
-	if p.Status == http.StatusServiceUnavailable {
-		// The database is what failed: its audit row cannot be written,
-		// and waiting for it would only delay the answer.
-		h.o.Metrics.AuditDropped.Inc()
-		h.observe(rq, p.Status, p.Code, "")
-		return p
-	}
-	rec := &store.Record{Audit: h.auditRow(rq, p.Status, p.Code, p.Detail)}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request().Context()), h.o.StoreWait)
-	defer cancel()
-	if _, err := h.submit(ctx, rec); err != nil {
-		h.o.Metrics.AuditDropped.Inc()
-		h.sometime.Do(func() {
-			h.logger.Warn("audit record not stored", slog.String("outcome", p.Code), slog.Any("err", err))
-		})
-	}
+	h.o.Writer.RecordAudit(h.auditRow(rq, p.Status, p.Code, p.Detail))
 	h.observe(rq, p.Status, p.Code, "")
 	return p
 }
 
-func (h *Handler) auditRow(rq *request, status int, outcome, detail string) store.Audit {
+func (h *Handler) auditRow(rq *request, status int, oc, detail string) store.Audit {
 	a := store.Audit{
 		ReceivedAt: event.Time(rq.start), KeyPrefix: rq.keyPrefix, SourceIP: rq.ip, UserAgent: rq.ua,
-		Status: status, Outcome: outcome, Detail: detail, BodySize: rq.size,
+		Status: status, Outcome: oc, Detail: detail, BodySize: rq.size, Count: 1,
 		DurationMS: float64(h.o.Now().Sub(rq.start).Microseconds()) / 1000,
 	}
-	if rq.wh != nil {
-		id, ref := rq.wh.triggerID, rq.wh.ref
-		a.TriggerID, a.TriggerRef = &id, &ref
+	if e := rq.key; e != nil {
+		id, ref, kid := e.wh.triggerID, e.wh.ref, e.keyID
+		a.TriggerID, a.TriggerRef, a.KeyID, a.KeyLabel = &id, &ref, &kid, e.label
 	}
 	return a
 }
 
-func (h *Handler) observe(rq *request, status int, outcome, eventID string) {
+func (h *Handler) observe(rq *request, status int, oc, eventID string) {
 	ref := "unknown"
-	if rq.wh != nil {
-		ref = rq.wh.ref
+	if rq.key != nil {
+		ref = rq.key.wh.ref
 	}
 	took := h.o.Now().Sub(rq.start)
-	h.o.Metrics.Requests.WithLabelValues(ref, outcome).Inc()
-	h.o.Metrics.RequestDuration.WithLabelValues(outcome).Observe(took.Seconds())
+	h.o.Metrics.Requests.WithLabelValues(ref, oc).Inc()
+	h.o.Metrics.RequestDuration.WithLabelValues(oc).Observe(took.Seconds())
 	line := func() {
 		h.logger.LogAttrs(context.Background(), slog.LevelInfo, "webhook",
 			slog.String("trigger_ref", ref), slog.String("key_prefix", rq.keyPrefix),
-			slog.String("outcome", outcome), slog.Int("status", status), slog.String("source_ip", rq.ip),
+			slog.String("outcome", oc), slog.Int("status", status), slog.String("source_ip", rq.ip),
 			slog.Duration("duration", took), slog.String("event_id", eventID))
 	}
-	if outcome == problem.Accepted || outcome == problem.Duplicate {
+	if !outcome.Rejected(oc) {
 		line()
 		return
 	}
-	h.sometime.Do(line) // rejections are the lines an attacker can repeat at will
-
+	h.rejectedLog.Do(line) // rejections are the lines an attacker can repeat at will
 }
 
 // slackChallenge recognises Slack's url_verification request, which must be
@@ -529,15 +586,10 @@ func slackChallenge(v any) (string, bool) {
 	return ch, ok
 }
 
-// answerHandshake answers a sender's verified handshake with body, after
-// its audit row (outcome accepted, no event) is committed.
+// answerHandshake answers a sender's verified handshake with body, and
+// records its audit row (outcome accepted, no event).
 func (h *Handler) answerHandshake(c echo.Context, rq *request, detail string, body any) error {
-	rec := &store.Record{Audit: h.auditRow(rq, http.StatusOK, problem.Accepted, detail)}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*h.o.StoreWait)
-	defer cancel()
-	if _, err := h.submit(ctx, rec); err != nil {
-		return h.failed(c, rq, err)
-	}
-	h.observe(rq, http.StatusOK, problem.Accepted, "")
+	h.o.Writer.RecordAudit(h.auditRow(rq, http.StatusOK, outcome.Accepted, detail))
+	h.observe(rq, http.StatusOK, outcome.Accepted, "")
 	return c.JSON(http.StatusOK, body)
 }

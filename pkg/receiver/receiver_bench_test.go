@@ -48,7 +48,7 @@ const benchSchema = `{"type":"object","required":["service","version","environme
 // allocations are the hot path's (handler, writer and driver).
 func BenchmarkHandle(b *testing.B) {
 	ctx := context.Background()
-	st := store.New(storetest.New(b))
+	st := store.New(storetest.New(b), storetest.Keyring())
 	settings := trigger.Settings{
 		HMAC: trigger.HMAC{Enabled: true, Algorithm: "sha256", Secret: benchSecret},
 		PayloadMapping: map[string]string{

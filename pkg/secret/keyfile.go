@@ -157,3 +157,37 @@ func writeKeyFile(path string, data []byte, replace bool) (err error) {
 	}
 	return nil
 }
+
+// RotateKeyFile puts a new key first in the key file at path and keeps only
+// the key that sealed until now behind it. It returns a keyring of the new
+// key and every key the file held, so that the caller can open whatever
+// they sealed while it seals it again under the new key.
+func RotateKeyFile(path string) (*Keyring, error) {
+	old, err := readKeyTexts(path)
+	if err != nil {
+		return nil, err
+	}
+	fresh := GenerateKey()
+	if err := WriteKeyFile(path, fresh, old[0]); err != nil {
+		return nil, err
+	}
+	return ParseKeyring(strings.Join(append([]string{fresh}, old...), ","))
+}
+
+// readKeyTexts returns the keys of the key file at path as written, after
+// the checks readKeyFile makes.
+func readKeyTexts(path string) ([]string, error) {
+	if _, err := readKeyFile(path); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read key file: %w", err)
+	}
+	defer clear(b)
+	var keys []string
+	for _, k := range strings.Split(string(b), ",") {
+		keys = append(keys, strings.TrimSpace(k))
+	}
+	return keys, nil
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -321,5 +322,42 @@ func TestWriteKeyFileMissingDir(t *testing.T) {
 	err := WriteKeyFile(filepath.Join(t.TempDir(), "missing", "secret.key"), GenerateKey())
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("WriteKeyFile() in a missing directory error = %v, want one matching os.ErrNotExist", err)
+	}
+}
+
+func TestRotateKeyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secret.key")
+	first, _, err := LoadOrCreateKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := first.Seal([]byte("hush"), "ctx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := RotateKeyFile(path)
+	if err != nil {
+		t.Fatalf("RotateKeyFile: %v", err)
+	}
+	if all.ID() == first.ID() || !slices.Contains(all.IDs(), first.ID()) {
+		t.Fatalf("rotated keyring %v: want a new sealing key and the old one", all.IDs())
+	}
+	if got, err := all.Open(sealed, "ctx"); err != nil || string(got) != "hush" {
+		t.Fatalf("Open of a value sealed before the rotation = %q, %v", got, err)
+	}
+	second, err := RotateKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onFile, _, err := LoadOrCreateKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file keeps the sealing key and the one before it, no more.
+	if want := second.IDs()[:2]; !slices.Equal(onFile.IDs(), want) {
+		t.Errorf("key file holds %v after two rotations, want %v", onFile.IDs(), want)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode after rotation: %v, %v", fi.Mode(), err)
 	}
 }

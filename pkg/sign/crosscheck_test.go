@@ -5,8 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inlet-dev/inlet/pkg/verify"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/inlet-dev/inlet/pkg/verify"
 )
 
 // These tests check that what inlet sends verifies with inlet's own receiver

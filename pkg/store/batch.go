@@ -12,7 +12,7 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/inlet-dev/inlet/pkg/event"
-	"github.com/inlet-dev/inlet/pkg/problem"
+	"github.com/inlet-dev/inlet/pkg/outcome"
 )
 
 // Record is one answer of the receiver to store: its audit row and, for an
@@ -28,10 +28,16 @@ type Result struct {
 	// earlier delivery with the same delivery id created.
 	EventID   string
 	Duplicate bool
+	// ReceivedAt is when the event named by EventID was received: for a
+	// duplicate, the first delivery's time.
+	ReceivedAt time.Time
 }
 
 // writeBatch stores a batch in one statement, which PostgreSQL runs as one
-// transaction: one round trip (with a prepared statement), one commit.
+// transaction: one round trip (with a prepared statement), one commit. It
+// fails without writing anything when it starts after the deadline $26
+// (inlet_before), and adds the batch's requests to the statistics tables
+// under the writer's slot $27.
 //
 // Records repeating a (trigger, delivery id) of an earlier record of the
 // batch are left out of the events ($1-$8) by WriteBatch and marked in
@@ -46,31 +52,51 @@ type Result struct {
 // transaction's id and a sequence number) from column defaults, in batch
 // order.
 const writeBatch = `
-WITH e AS (
+WITH ok AS (
+	SELECT inlet_before($26) AS ok
+), e AS (
 	SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
 		WITH ORDINALITY AS u(id, tid, ref, src, payload, metadata, did, at, ord)
 ), ins AS (
 	INSERT INTO events (id, trigger_id, trigger_ref, source, payload, metadata, delivery_id, received_at)
-	SELECT id, tid, ref, src, payload::json, metadata::json, did, at::timestamptz FROM e ORDER BY ord
+	SELECT id, tid, ref, src, payload::json, metadata::json, did, at::timestamptz FROM e, ok WHERE ok.ok ORDER BY ord
 	ON CONFLICT (trigger_id, delivery_id) WHERE delivery_id IS NOT NULL
 	DO UPDATE SET delivery_id = EXCLUDED.delivery_id
-	RETURNING id, trigger_id, delivery_id
+	RETURNING id, trigger_id, delivery_id, received_at
 ), held AS (
-	SELECT e.ord, e.id, i.id AS held FROM e JOIN ins i ON i.trigger_id = e.tid AND i.delivery_id = e.did
+	SELECT e.ord, e.id, i.id AS held, i.received_at AS held_at FROM e JOIN ins i ON i.trigger_id = e.tid AND i.delivery_id = e.did
 	UNION ALL
-	SELECT ord, id, id FROM e WHERE did IS NULL
+	SELECT ord, id, id, at::timestamptz FROM e WHERE did IS NULL
 ), audited AS (
 	INSERT INTO audit_log (received_at, trigger_id, trigger_ref, key_prefix, source_ip, user_agent,
-		status, outcome, detail, body_size, duration_ms, event_id)
+		status, outcome, detail, body_size, duration_ms, event_id, "count", key_id, key_label, event_count)
 	SELECT a.at::timestamptz, a.tid, a.ref, a.kp, a.ip, a.ua, a.st,
-		CASE WHEN a.follows OR h.held <> h.id THEN $22 ELSE a.oc END, a.dt, a.bs, a.ms, h.held
+		CASE WHEN a.follows OR h.held <> h.id THEN $22 ELSE a.oc END, a.dt, a.bs, a.ms, h.held, a.cnt, a.kid, a.kl,
+		CASE WHEN a.follows OR h.held <> h.id THEN 0 WHEN h.held IS NOT NULL THEN 1 END
 	FROM unnest($9::text[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[],
-		$15::smallint[], $16::text[], $17::text[], $18::bigint[], $19::float8[], $20::text[], $21::boolean[])
-		WITH ORDINALITY AS a(at, tid, ref, kp, ip, ua, st, oc, dt, bs, ms, eid, follows, ord)
+		$15::smallint[], $16::text[], $17::text[], $18::bigint[], $19::float8[], $20::text[], $21::boolean[],
+		$23::int[], $24::bigint[], $25::text[])
+		WITH ORDINALITY AS a(at, tid, ref, kp, ip, ua, st, oc, dt, bs, ms, eid, follows, cnt, kid, kl, ord)
+	CROSS JOIN ok
 	LEFT JOIN held h ON h.id = a.eid
+	WHERE ok.ok
 	ORDER BY a.ord
+	RETURNING trigger_id, key_id, outcome, status, "count", event_count, received_at
+), counted AS (
+	INSERT INTO usage (trigger_id, key_id, outcome, slot, n, events, last_at)
+	SELECT trigger_id, COALESCE(key_id, 0), outcome, $27, sum("count"), COALESCE(sum(event_count), 0), max(received_at)
+	FROM audited WHERE trigger_id IS NOT NULL GROUP BY 1, 2, 3
+	ON CONFLICT (trigger_id, key_id, outcome, slot) DO UPDATE
+	SET n = usage.n + EXCLUDED.n, events = usage.events + EXCLUDED.events, last_at = greatest(usage.last_at, EXCLUDED.last_at)
+), minutes AS (
+	INSERT INTO usage_minutes (trigger_id, minute, slot, accepted, rejected)
+	SELECT trigger_id, date_trunc('minute', received_at), $27,
+		COALESCE(sum("count") FILTER (WHERE status = 200), 0), COALESCE(sum("count") FILTER (WHERE status <> 200), 0)
+	FROM audited WHERE trigger_id IS NOT NULL GROUP BY 1, 2
+	ON CONFLICT (trigger_id, minute, slot) DO UPDATE
+	SET accepted = usage_minutes.accepted + EXCLUDED.accepted, rejected = usage_minutes.rejected + EXCLUDED.rejected
 )
-SELECT id, held FROM held WHERE held <> id`
+SELECT id, held, held_at FROM held WHERE held <> id`
 
 const timeFormat = "2006-01-02T15:04:05.999999Z07:00"
 
@@ -80,16 +106,21 @@ const timeFormat = "2006-01-02T15:04:05.999999Z07:00"
 // instance, is not stored again: its Result names the first event and its
 // audit row says duplicate. Either every record is stored or none is.
 func (s *Store) WriteBatch(ctx context.Context, recs []*Record) ([]Result, error) {
-	return s.writeBatch(ctx, nil, recs)
+	return s.writeBatch(ctx, nil, recs, 0, time.Time{})
 }
 
 // writeBatch runs WriteBatch through stmt, the prepared writeBatch, or
-// without preparing when stmt is nil.
-func (s *Store) writeBatch(ctx context.Context, stmt *sql.Stmt, recs []*Record) ([]Result, error) {
+// without preparing when stmt is nil, counting the statistics under slot,
+// and not at all once deadline (when set) has passed.
+func (s *Store) writeBatch(ctx context.Context, stmt *sql.Stmt, recs []*Record, slot int32, deadline time.Time) ([]Result, error) {
 	if len(recs) == 0 {
 		return nil, nil
 	}
 	b := newBatch(recs)
+	b.slot = slot
+	if !deadline.IsZero() {
+		b.deadline = &deadline
+	}
 	results, err := b.write(ctx, s.db.DB, stmt)
 	if err != nil {
 		return nil, fmt.Errorf("write batch of %d: %w", len(recs), err)
@@ -114,9 +145,14 @@ type batch struct {
 	aAts, kps, ips, uas, ocs, dts, eids []string
 	aTids                               nullInt64s
 	aRefs                               nullStrings
-	sts, bss                            []int64
+	sts, bss, cnts                      []int64
 	mss                                 []float64
 	follows                             []bool
+	kids                                nullInt64s
+	kls                                 []string
+
+	slot     int32
+	deadline *time.Time
 }
 
 func newBatch(recs []*Record) *batch {
@@ -130,6 +166,7 @@ func newBatch(recs []*Record) *batch {
 		ocs: make([]string, n), dts: make([]string, n), eids: make([]string, n),
 		aTids: make(nullInt64s, n), aRefs: make(nullStrings, n),
 		sts: make([]int64, n), bss: make([]int64, n), mss: make([]float64, n), follows: make([]bool, n),
+		cnts: make([]int64, n), kids: make(nullInt64s, n), kls: make([]string, n),
 	}
 	type delivery struct {
 		tid int64
@@ -176,6 +213,10 @@ func newBatch(recs []*Record) *batch {
 		}
 		b.kps[i], b.ips[i], b.uas[i], b.ocs[i], b.dts[i] = clean(a.KeyPrefix), clean(a.SourceIP), clean(a.UserAgent), a.Outcome, clean(a.Detail)
 		b.sts[i], b.bss[i], b.mss[i] = int64(a.Status), a.BodySize, a.DurationMS
+		b.cnts[i], b.kls[i] = int64(max(a.Count, 1)), clean(a.KeyLabel)
+		if a.KeyID != nil {
+			b.kids[i] = sql.NullInt64{Int64: *a.KeyID, Valid: true}
+		}
 	}
 	return b
 }
@@ -186,7 +227,8 @@ func (b *batch) args() []any {
 		pq.StringArray(b.payloads), pq.StringArray(b.metas), b.dids, pq.StringArray(b.ats),
 		pq.StringArray(b.aAts), b.aTids, b.aRefs, pq.StringArray(b.kps), pq.StringArray(b.ips), pq.StringArray(b.uas),
 		pq.Int64Array(b.sts), pq.StringArray(b.ocs), pq.StringArray(b.dts), pq.Int64Array(b.bss),
-		pq.Float64Array(b.mss), pq.StringArray(b.eids), pq.BoolArray(b.follows), problem.Duplicate,
+		pq.Float64Array(b.mss), pq.StringArray(b.eids), pq.BoolArray(b.follows), outcome.Duplicate,
+		pq.Int64Array(b.cnts), b.kids, pq.StringArray(b.kls), b.deadline, b.slot,
 	}
 }
 
@@ -207,13 +249,18 @@ func (b *batch) write(ctx context.Context, db *sql.DB, stmt *sql.Stmt) ([]Result
 	defer rows.Close()
 	// held maps the events that were not new to the events holding their
 	// deliveries; every other event was inserted.
-	var held map[string]string
+	type holder struct {
+		id string
+		at time.Time
+	}
+	var held map[string]holder
 	for rows.Next() {
 		if held == nil {
-			held = make(map[string]string)
+			held = make(map[string]holder)
 		}
-		var id, h string
-		if err := rows.Scan(&id, &h); err != nil {
+		var id string
+		var h holder
+		if err := rows.Scan(&id, &h.id, &h.at); err != nil {
 			return nil, err
 		}
 		held[id] = h
@@ -227,15 +274,15 @@ func (b *batch) write(ctx context.Context, db *sql.DB, stmt *sql.Stmt) ([]Result
 	for i, r := range b.recs {
 		a := &r.Audit
 		if l := b.lead[i]; l >= 0 {
-			lead := b.recs[l].Event.ID
-			h, ok := held[lead]
+			lead := b.recs[l].Event
+			h, ok := held[lead.ID]
 			if !ok {
-				h = lead
+				h = holder{lead.ID, lead.ReceivedAt}
 			}
-			results[i] = Result{EventID: h, Duplicate: b.follows[i] || h != lead}
-			a.EventID = &h
+			results[i] = Result{EventID: h.id, Duplicate: b.follows[i] || h.id != lead.ID, ReceivedAt: h.at.UTC()}
+			a.EventID = &h.id
 			if results[i].Duplicate {
-				a.Outcome = problem.Duplicate
+				a.Outcome = outcome.Duplicate
 			}
 		}
 	}
@@ -302,6 +349,3 @@ func clean(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	return strings.ReplaceAll(s, "\x00", "\uFFFD")
 }
-
-// Since returns the duration from t in milliseconds, for Audit.DurationMS.
-func Since(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }

@@ -42,7 +42,7 @@ func benchRecord(triggerID int64) *store.Record {
 // BenchmarkWriteBatch measures one transaction of n accepted requests:
 // events and audit rows. rows/s is events per second.
 func BenchmarkWriteBatch(b *testing.B) {
-	s := store.New(storetest.New(b))
+	s := store.New(storetest.New(b), storetest.Keyring())
 	ctx := context.Background()
 	for _, n := range []int{1, 16, 64, 256} {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
@@ -65,7 +65,7 @@ func BenchmarkWriteBatch(b *testing.B) {
 // submitters, as the receiver drives it: each submitter waits for its
 // commit before sending the next record.
 func BenchmarkWriter(b *testing.B) {
-	s := store.New(storetest.New(b))
+	s := store.New(storetest.New(b), storetest.Keyring())
 	for _, submitters := range []int{1, 64, 256} {
 		b.Run(fmt.Sprintf("submitters=%d", submitters), func(b *testing.B) {
 			w := store.NewWriter(s, store.WriterOptions{}, slog.New(slog.DiscardHandler))

@@ -25,6 +25,9 @@ func (s *Store) GetEvent(ctx context.Context, id string) (event.Event, error) {
 // metadata (it always holds at least one event), so that a page of large
 // events stays a bounded answer.
 func (s *Store) ListEvents(ctx context.Context, triggerRef string, p Page, maxBytes int) ([]event.Event, *Cursor, error) {
+	if !p.Cursor.IsZero() && !event.ValidID(p.Cursor.ID) {
+		return nil, nil, ErrBadCursor
+	}
 	cond, args := p.after(p.Cursor.ID)
 	q := `SELECT ` + eventColumns + ` FROM events WHERE ` + cond
 	if triggerRef != "" {

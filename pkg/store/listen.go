@@ -20,7 +20,7 @@ const (
 // after reconnecting (and once after the first connection), so that the
 // caller can resynchronise. fn and onReset run on Listen's goroutine.
 func Listen(ctx context.Context, dsn, channel string, logger *slog.Logger, fn func(payload string), onReset func()) error {
-	l := pq.NewListener(dsn, 100*time.Millisecond, 5*time.Second, func(_ pq.ListenerEventType, err error) {
+	l := pq.NewDialListener(Dialer{}, dsn, 100*time.Millisecond, 5*time.Second, func(_ pq.ListenerEventType, err error) {
 		if err != nil {
 			logger.Warn("notification listener", slog.String("channel", channel), slog.Any("err", err))
 		}

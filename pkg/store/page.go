@@ -11,6 +11,12 @@ import (
 // ErrBadCursor is a cursor this package did not produce.
 var ErrBadCursor = errors.New("invalid cursor")
 
+// The times a cursor may hold: years 1 to 9999.
+var (
+	minCursorMicros = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+	maxCursorMicros = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC).UnixMicro()
+)
+
 // Cursor is a position in a list ordered by (received_at, id) descending.
 type Cursor struct {
 	At time.Time
@@ -34,8 +40,15 @@ func ParseCursor(s string) (Cursor, error) {
 	}
 	at, id, ok := strings.Cut(string(b), ":")
 	micros, err := strconv.ParseInt(at, 10, 64)
-	if !ok || err != nil || id == "" {
+	// PostgreSQL stores years 4713 BC to 294276 AD; a cursor is a time
+	// inlet wrote, so anything outside years 1 to 9999 was made by hand.
+	if !ok || err != nil || id == "" || len(id) > 64 || micros < minCursorMicros || micros > maxCursorMicros {
 		return Cursor{}, ErrBadCursor
+	}
+	for _, c := range []byte(id) {
+		if c < 0x21 || c > 0x7e {
+			return Cursor{}, ErrBadCursor
+		}
 	}
 	return Cursor{At: time.UnixMicro(micros).UTC(), ID: id}, nil
 }

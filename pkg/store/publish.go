@@ -38,14 +38,35 @@ type Pending struct {
 }
 
 // pendingEvents reads events after a position, but only those stored by
-// transactions older than every transaction still running: those have
-// ended, so no event can still appear before the last one returned.
-// Reading further would let a transaction that commits later add an event
-// behind the publisher's position, where it would never be published.
+// transactions older than every transaction of this database still
+// running: those have ended, so no event can still appear before the last
+// one returned. Reading further would let a transaction that commits later
+// add an event behind the publisher's position, where it would never be
+// published.
+//
+// The bound is the oldest transaction in the snapshot's list of running
+// ones ($4 is the snapshot), leaving out those that pg_stat_activity and
+// pg_prepared_xacts show in another database: on a server shared with
+// other applications, their long transactions cannot hold publishing back.
+// A transaction that ended between the snapshot and that reading is not
+// shown anywhere and so counts, which only delays.
 const pendingEvents = `
-SELECT xid::text, seq, ` + eventColumns + ` FROM events
-WHERE (xid, seq) > ($1::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY xid, seq LIMIT $3`
+WITH snap AS (
+	SELECT pg_current_snapshot() AS s
+), elsewhere AS (
+	SELECT backend_xid AS x FROM pg_stat_activity
+	WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()
+	UNION ALL
+	SELECT transaction FROM pg_prepared_xacts WHERE database <> current_database()
+), bound AS (
+	SELECT COALESCE(
+		(SELECT min(x) FROM pg_snapshot_xip(snap.s) AS x WHERE x::xid NOT IN (SELECT x FROM elsewhere)),
+		pg_snapshot_xmax(snap.s)) AS b
+	FROM snap
+)
+SELECT xid::text AS xid_text, seq, ` + eventColumns + ` FROM events
+WHERE (xid, seq) > ($1::xid8, $2) AND xid < (SELECT b FROM bound)
+ORDER BY events.xid, events.seq LIMIT $3`
 
 // PendingEvents returns up to limit events after pos, in publication order.
 func (s *Store) PendingEvents(ctx context.Context, after Position, limit int) ([]Pending, error) {

@@ -7,11 +7,18 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
+
+	"github.com/inlet-dev/inlet/pkg/secret"
 )
 
 // Sentinel errors.
@@ -24,10 +31,27 @@ var (
 type Store struct {
 	db      *sqlx.DB
 	changed func(triggerID int64)
+	// kr seals and opens the secrets the store keeps (HMAC secrets, webhook
+	// keys); reloadKeys, if set, reads it again when a value was sealed
+	// under a key it does not hold, as after a rotation by another process.
+	kr         atomic.Pointer[secret.Keyring]
+	reloadKeys func() (*secret.Keyring, error)
 }
 
-// New returns a Store on db.
-func New(db *sqlx.DB) *Store { return &Store{db: db} }
+// New returns a Store on db that seals secrets with kr. A nil kr makes
+// every method that stores or reads a secret fail; tests of other tables
+// pass nil.
+func New(db *sqlx.DB, kr *secret.Keyring) *Store {
+	s := &Store{db: db}
+	s.kr.Store(kr)
+	return s
+}
+
+// OnKeyUnknown sets fn to be called, once per value, when a sealed value
+// names a key the keyring does not hold: fn returns the keyring to use from
+// then on (typically read again from its file). Call it before the Store
+// is shared.
+func (s *Store) OnKeyUnknown(fn func() (*secret.Keyring, error)) { s.reloadKeys = fn }
 
 // OnTriggerChange sets fn to be called after every committed change to a
 // trigger or its keys made through this Store. Other instances learn of
@@ -89,8 +113,11 @@ func IsUnavailable(err error) bool {
 	if errors.As(err, &pe) {
 		// Class 08: connection exception; 57P: operator intervention
 		// (shutdown); 53: insufficient resources.
+		// 57014: a batch that reached the database after its deadline.
 		c := string(pe.Code)
-		return len(c) >= 2 && (c[:2] == "08" || c[:2] == "53" || c[:3] == "57P")
+		return len(c) >= 2 && (c[:2] == "08" || c[:2] == "53" || c[:3] == "57P" || c == "57014")
 	}
-	return true // network errors and the like
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }

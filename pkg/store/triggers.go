@@ -14,46 +14,51 @@ import (
 	"github.com/inlet-dev/inlet/pkg/trigger"
 )
 
-// triggerRow is a triggers row with its current key.
+// triggerRow is a triggers row with its primary key, sealed.
 type triggerRow struct {
 	trigger.Trigger
 	SchemaJSON   []byte         `db:"payload_schema"` // NULL scans into a []byte, not a json.RawMessage
 	SettingsJSON []byte         `db:"webhook_settings"`
-	KeyText      sql.NullString `db:"key"`
+	KeySealed    sql.NullString `db:"key_sealed"`
+	KeyHash      []byte         `db:"key_hash"`
 }
 
-func (r *triggerRow) decode() (trigger.Trigger, error) {
+func (s *Store) decodeTrigger(r *triggerRow) (trigger.Trigger, error) {
 	t := r.Trigger
 	if len(r.SchemaJSON) > 0 && string(r.SchemaJSON) != "null" {
 		t.PayloadSchema = r.SchemaJSON
 	}
-	t.Settings = trigger.DefaultSettings()
-	if err := json.Unmarshal(r.SettingsJSON, &t.Settings); err != nil {
-		return t, fmt.Errorf("decode settings of %s: %w", t.Ref, err)
+	var err error
+	if t.Settings, err = s.decodeSettings(t.Ref, r.SettingsJSON); err != nil {
+		return t, err
 	}
-	t.Settings.Normalize()
-	t.Key = trigger.Key(r.KeyText.String)
+	if r.KeySealed.Valid {
+		key, err := s.open(r.KeySealed.String, keyContext(r.KeyHash))
+		if err != nil {
+			return t, fmt.Errorf("primary key of %s: %w", t.Ref, err)
+		}
+		t.Key = trigger.Key(key)
+	}
 	t.CreatedAt = t.CreatedAt.UTC()
 	t.UpdatedAt = t.UpdatedAt.UTC()
 	return t, nil
 }
 
 const triggerColumns = `t.id, t.ref, t.pack, t.name, t.description, t.payload_schema,
-	t.webhook_enabled, t.webhook_settings, t.webhook_created_at, t.created_at, t.updated_at, k.key`
+	t.webhook_enabled, t.webhook_settings, t.webhook_created_at, t.created_at, t.updated_at`
 
-const triggerFrom = `FROM triggers t LEFT JOIN webhook_keys k ON k.trigger_id = t.id AND k.expires_at IS NULL`
-
-const selectTriggers = `SELECT ` + triggerColumns + ` ` + triggerFrom + ` ORDER BY t.ref`
+const selectTriggers = `SELECT ` + triggerColumns + `, k.sealed AS key_sealed, k.hash AS key_hash
+FROM triggers t LEFT JOIN webhook_keys k ON k.trigger_id = t.id AND k.role = 'primary'`
 
 // ListTriggers returns every trigger, ordered by ref.
 func (s *Store) ListTriggers(ctx context.Context) ([]trigger.Trigger, error) {
 	var rows []triggerRow
-	if err := s.db.SelectContext(ctx, &rows, selectTriggers); err != nil {
+	if err := s.db.SelectContext(ctx, &rows, selectTriggers+` ORDER BY t.ref`); err != nil {
 		return nil, fmt.Errorf("list triggers: %w", err)
 	}
 	out := make([]trigger.Trigger, 0, len(rows))
 	for i := range rows {
-		t, err := rows[i].decode()
+		t, err := s.decodeTrigger(&rows[i])
 		if err != nil {
 			return nil, err
 		}
@@ -62,23 +67,25 @@ func (s *Store) ListTriggers(ctx context.Context) ([]trigger.Trigger, error) {
 	return out, nil
 }
 
-const selectTrigger = `SELECT ` + triggerColumns + ` ` + triggerFrom + ` WHERE t.ref = $1 OR t.id = $2`
-
 // GetTrigger returns the trigger whose ref, or numeric id, is refOrID.
 func (s *Store) GetTrigger(ctx context.Context, refOrID string) (trigger.Trigger, error) {
-	return getTrigger(ctx, s.db, refOrID)
+	return s.getTrigger(ctx, s.db, refOrID)
 }
 
-func getTrigger(ctx context.Context, q sqlx.QueryerContext, refOrID string) (trigger.Trigger, error) {
+func (s *Store) getTrigger(ctx context.Context, q sqlx.QueryerContext, refOrID string) (trigger.Trigger, error) {
 	id, err := strconv.ParseInt(refOrID, 10, 64)
 	if err != nil {
 		id = -1
 	}
 	var row triggerRow
-	if err := sqlx.GetContext(ctx, q, &row, selectTrigger, refOrID, id); err != nil {
+	if err := sqlx.GetContext(ctx, q, &row, selectTriggers+` WHERE t.ref = $1 OR t.id = $2`, refOrID, id); err != nil {
 		return trigger.Trigger{}, mapErr(err)
 	}
-	return row.decode()
+	return s.decodeTrigger(&row)
+}
+
+func (s *Store) getTriggerByID(ctx context.Context, q sqlx.QueryerContext, id int64) (trigger.Trigger, error) {
+	return s.getTrigger(ctx, q, strconv.FormatInt(id, 10))
 }
 
 const upsertDeclaration = `
@@ -93,10 +100,10 @@ RETURNING id, (xmax = 0) AS inserted`
 
 // UpsertDeclaration creates or updates a pack's trigger by ref. It updates
 // only the pack-owned columns; the webhook defaults apply on creation only,
-// so an operator's key, enabled flag and settings survive every reload. It
+// so an operator's keys, enabled flag and settings survive every reload. It
 // reports whether the trigger was created.
 func (s *Store) UpsertDeclaration(ctx context.Context, d trigger.Declaration) (created bool, err error) {
-	settings, err := json.Marshal(d.Settings)
+	settings, err := s.encodeSettings(d.Ref, d.Settings)
 	if err != nil {
 		return false, err
 	}
@@ -114,7 +121,7 @@ func (s *Store) UpsertDeclaration(ctx context.Context, d trigger.Declaration) (c
 		}
 		created = res.Inserted
 		if created && d.Enabled {
-			return enable(ctx, tx, res.ID)
+			return s.enable(ctx, tx, res.ID)
 		}
 		return nil
 	})
@@ -139,7 +146,7 @@ VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`
 
 // CreateTrigger inserts a trigger; ErrConflict if the ref is taken.
 func (s *Store) CreateTrigger(ctx context.Context, n NewTrigger) (trigger.Trigger, error) {
-	settings, err := json.Marshal(n.Settings)
+	settings, err := s.encodeSettings(n.Ref, n.Settings)
 	if err != nil {
 		return trigger.Trigger{}, err
 	}
@@ -151,11 +158,14 @@ func (s *Store) CreateTrigger(ctx context.Context, n NewTrigger) (trigger.Trigge
 			return err
 		}
 		if n.Enabled {
-			if err := enable(ctx, tx, id); err != nil {
+			if err := s.enable(ctx, tx, id); err != nil {
 				return err
 			}
 		}
-		t, err = getTrigger(ctx, tx, strconv.FormatInt(id, 10))
+		if err := record(ctx, tx, "trigger.create", n.Ref); err != nil {
+			return err
+		}
+		t, err = s.getTriggerByID(ctx, tx, id)
 		return err
 	})
 	if err != nil {
@@ -167,27 +177,33 @@ func (s *Store) CreateTrigger(ctx context.Context, n NewTrigger) (trigger.Trigge
 
 // DeleteTrigger removes a trigger and its keys; its events stay.
 func (s *Store) DeleteTrigger(ctx context.Context, id int64) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM triggers WHERE id = $1`, id)
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		var ref string
+		if err := tx.GetContext(ctx, &ref, `DELETE FROM triggers WHERE id = $1 RETURNING ref`, id); err != nil {
+			return err
+		}
+		return record(ctx, tx, "trigger.delete", ref)
+	})
 	if err != nil {
-		return fmt.Errorf("delete trigger %d: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
+		return fmt.Errorf("delete trigger %d: %w", id, mapErr(err))
 	}
 	s.triggerChanged(id)
 	return nil
 }
 
-// EnableWebhook turns a trigger's webhook on, creating a key if it has none.
+// EnableWebhook turns a trigger's webhook on, creating a primary key if it
+// has none.
 func (s *Store) EnableWebhook(ctx context.Context, id int64) (trigger.Trigger, error) {
 	var t trigger.Trigger
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		if err := enable(ctx, tx, id); err != nil {
+		if err := s.enable(ctx, tx, id); err != nil {
 			return err
 		}
 		var err error
-		t, err = getTrigger(ctx, tx, strconv.FormatInt(id, 10))
-		return err
+		if t, err = s.getTriggerByID(ctx, tx, id); err != nil {
+			return err
+		}
+		return record(ctx, tx, "webhook.enable", t.Ref)
 	})
 	if err != nil {
 		return t, fmt.Errorf("enable webhook of trigger %d: %w", id, mapErr(err))
@@ -196,7 +212,7 @@ func (s *Store) EnableWebhook(ctx context.Context, id int64) (trigger.Trigger, e
 	return t, nil
 }
 
-func enable(ctx context.Context, tx *sqlx.Tx, id int64) error {
+func (s *Store) enable(ctx context.Context, tx *sqlx.Tx, id int64) error {
 	res, err := tx.ExecContext(ctx, `UPDATE triggers SET webhook_enabled = TRUE,
 		webhook_created_at = COALESCE(webhook_created_at, now()), updated_at = now() WHERE id = $1`, id)
 	if err != nil {
@@ -206,24 +222,18 @@ func enable(ctx context.Context, tx *sqlx.Tx, id int64) error {
 		return ErrNotFound
 	}
 	var has bool
-	if err := tx.GetContext(ctx, &has, `SELECT EXISTS (SELECT 1 FROM webhook_keys WHERE trigger_id = $1 AND expires_at IS NULL)`, id); err != nil {
+	if err := tx.GetContext(ctx, &has, `SELECT EXISTS (SELECT 1 FROM webhook_keys WHERE trigger_id = $1 AND role = 'primary')`, id); err != nil {
 		return err
 	}
 	if has {
 		return nil
 	}
-	_, err = insertKey(ctx, tx, id)
+	_, err = s.insertKey(ctx, tx, id, trigger.PrimaryLabel, trigger.RolePrimary, nil)
 	return err
 }
 
-func insertKey(ctx context.Context, tx *sqlx.Tx, id int64) (trigger.Key, error) {
-	key := trigger.NewKey()
-	_, err := tx.ExecContext(ctx, `INSERT INTO webhook_keys (key, trigger_id) VALUES ($1, $2)`, string(key), id)
-	return key, err
-}
-
-// DisableWebhook turns a trigger's webhook off; its key stops working at
-// once and works again when the webhook is enabled.
+// DisableWebhook turns a trigger's webhook off; its keys stop working at
+// once and work again when the webhook is enabled.
 func (s *Store) DisableWebhook(ctx context.Context, id int64) (trigger.Trigger, error) {
 	var t trigger.Trigger
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
@@ -234,8 +244,10 @@ func (s *Store) DisableWebhook(ctx context.Context, id int64) (trigger.Trigger, 
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
 		}
-		t, err = getTrigger(ctx, tx, strconv.FormatInt(id, 10))
-		return err
+		if t, err = s.getTriggerByID(ctx, tx, id); err != nil {
+			return err
+		}
+		return record(ctx, tx, "webhook.disable", t.Ref)
 	})
 	if err != nil {
 		return t, fmt.Errorf("disable webhook of trigger %d: %w", id, mapErr(err))
@@ -244,81 +256,37 @@ func (s *Store) DisableWebhook(ctx context.Context, id int64) (trigger.Trigger, 
 	return t, nil
 }
 
-// Regenerated is the outcome of a key regeneration.
-type Regenerated struct {
-	Trigger trigger.Trigger
-	// PreviousExpiresAt is when the old key stops working; nil when it was
-	// revoked at once (or there was none).
-	PreviousExpiresAt *time.Time
-}
-
-// RegenerateKey gives a trigger a new key. The old key is revoked at once
-// when grace is zero, or keeps working for grace. Keys that expired earlier
-// are removed.
-func (s *Store) RegenerateKey(ctx context.Context, id int64, grace time.Duration) (Regenerated, error) {
-	var r Regenerated
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		var locked int64
-		if err := tx.GetContext(ctx, &locked, `SELECT id FROM triggers WHERE id = $1 FOR UPDATE`, id); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_keys WHERE trigger_id = $1 AND expires_at <= now()`, id); err != nil {
-			return err
-		}
-		if grace > 0 {
-			var exp time.Time
-			err := tx.GetContext(ctx, &exp, `UPDATE webhook_keys SET expires_at = now() + make_interval(secs => $2)
-				WHERE trigger_id = $1 AND expires_at IS NULL RETURNING expires_at`, id, grace.Seconds())
-			if err == nil {
-				exp = exp.UTC()
-				r.PreviousExpiresAt = &exp
-			} else if !errors.Is(err, sql.ErrNoRows) {
-				return err
-			}
-		} else if _, err := tx.ExecContext(ctx, `DELETE FROM webhook_keys WHERE trigger_id = $1 AND expires_at IS NULL`, id); err != nil {
-			return err
-		}
-		if _, err := insertKey(ctx, tx, id); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE triggers SET webhook_created_at = COALESCE(webhook_created_at, now()), updated_at = now() WHERE id = $1`, id); err != nil {
-			return err
-		}
-		var err error
-		r.Trigger, err = getTrigger(ctx, tx, strconv.FormatInt(id, 10))
-		return err
-	})
-	if err != nil {
-		return r, fmt.Errorf("regenerate key of trigger %d: %w", id, mapErr(err))
-	}
-	s.triggerChanged(id)
-	return r, nil
-}
-
 // UpdateSettings changes a trigger's settings under a row lock: fn gets the
 // current settings and edits them; returning an error changes nothing.
 func (s *Store) UpdateSettings(ctx context.Context, id int64, fn func(*trigger.Settings) error) (trigger.Trigger, error) {
 	var t trigger.Trigger
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		var raw []byte
-		if err := tx.GetContext(ctx, &raw, `SELECT webhook_settings FROM triggers WHERE id = $1 FOR UPDATE`, id); err != nil {
+		var row struct {
+			Ref      string `db:"ref"`
+			Settings []byte `db:"webhook_settings"`
+		}
+		if err := tx.GetContext(ctx, &row, `SELECT ref, webhook_settings FROM triggers WHERE id = $1 FOR UPDATE`, id); err != nil {
 			return err
 		}
-		settings := trigger.DefaultSettings()
-		if err := json.Unmarshal(raw, &settings); err != nil {
-			return fmt.Errorf("decode settings: %w", err)
+		settings, err := s.decodeSettings(row.Ref, row.Settings)
+		if err != nil {
+			return err
 		}
+		old := settings
 		if err := fn(&settings); err != nil {
 			return err
 		}
-		out, err := json.Marshal(settings)
+		out, err := s.encodeSettings(row.Ref, settings)
 		if err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE triggers SET webhook_settings = $2, updated_at = now() WHERE id = $1`, id, out); err != nil {
 			return err
 		}
-		t, err = getTrigger(ctx, tx, strconv.FormatInt(id, 10))
+		if err := record(ctx, tx, "settings.update", row.Ref, trigger.Changed(old, settings)...); err != nil {
+			return err
+		}
+		t, err = s.getTriggerByID(ctx, tx, id)
 		return err
 	})
 	if err != nil {
@@ -330,63 +298,76 @@ func (s *Store) UpdateSettings(ctx context.Context, id int64, fn func(*trigger.S
 
 // Webhook is what the receiver needs to handle a request for a key.
 type Webhook struct {
+	// Trigger is the key's trigger; its Key (the primary key) is not read.
 	Trigger trigger.Trigger
-	// Key is the key looked up; KeyExpiresAt is set while a regenerated
-	// key's predecessor is in its grace period.
-	Key          trigger.Key
+	// KeyID and KeyLabel name the key looked up; KeyExpiresAt is set for
+	// a key that stops working at a known time.
+	KeyID        int64
+	KeyLabel     string
 	KeyExpiresAt *time.Time
 }
 
-const lookupKey = `SELECT ` + triggerColumns + `, k.expires_at
+const lookupKey = `SELECT ` + triggerColumns + `, k.id AS key_id, k.label AS key_label, k.expires_at AS key_expires_at
 FROM webhook_keys k JOIN triggers t ON t.id = k.trigger_id
-WHERE k.key = $1 AND (k.expires_at IS NULL OR k.expires_at > now())`
+WHERE k.hash = $1 AND (k.expires_at IS NULL OR k.expires_at > now())`
 
 // LookupKey returns the trigger a live key belongs to, or ErrNotFound.
 func (s *Store) LookupKey(ctx context.Context, key string) (Webhook, error) {
 	var row struct {
 		triggerRow
-		ExpiresAt *time.Time `db:"expires_at"`
+		KeyID        int64      `db:"key_id"`
+		KeyLabel     string     `db:"key_label"`
+		KeyExpiresAt *time.Time `db:"key_expires_at"`
 	}
-	if err := s.db.GetContext(ctx, &row, lookupKey, key); err != nil {
+	if err := s.db.GetContext(ctx, &row, lookupKey, trigger.HashKey(key)); err != nil {
 		return Webhook{}, mapErr(err)
 	}
-	t, err := row.decode()
+	t, err := s.decodeTrigger(&row.triggerRow)
 	if err != nil {
 		return Webhook{}, err
 	}
-	return Webhook{Trigger: t, Key: trigger.Key(row.KeyText.String), KeyExpiresAt: row.ExpiresAt}, nil
+	return Webhook{Trigger: t, KeyID: row.KeyID, KeyLabel: row.KeyLabel, KeyExpiresAt: row.KeyExpiresAt}, nil
 }
 
-// WebhookStats summarises a trigger's traffic.
-type WebhookStats struct {
-	TotalEvents int64            `json:"total_events"`
-	LastUsedAt  *time.Time       `json:"last_used_at"`
-	Outcomes    map[string]int64 `json:"outcomes"`
+// KeyedWebhook is a live key with what LookupKey returns for it.
+type KeyedWebhook struct {
+	Key string
+	Webhook
 }
 
-// Stats counts a trigger's events and its audit records per outcome.
-func (s *Store) Stats(ctx context.Context, id int64) (WebhookStats, error) {
-	st := WebhookStats{Outcomes: map[string]int64{}}
-	if err := s.db.GetContext(ctx, &st.TotalEvents, `SELECT count(*) FROM events WHERE trigger_id = $1`, id); err != nil {
-		return st, fmt.Errorf("count events: %w", err)
-	}
+// LiveWebhooks returns every live key of trigger triggerID, or of every
+// trigger when triggerID is 0, with its trigger, so that the receiver knows
+// every key before a request names it.
+func (s *Store) LiveWebhooks(ctx context.Context, triggerID int64) ([]KeyedWebhook, error) {
 	var rows []struct {
-		Outcome string     `db:"outcome"`
-		N       int64      `db:"n"`
-		Last    *time.Time `db:"last"`
+		triggerRow
+		KeyID        int64      `db:"key_id"`
+		KeyLabel     string     `db:"key_label"`
+		KeyExpiresAt *time.Time `db:"key_expires_at"`
+		Hash         []byte     `db:"hash"`
+		Sealed       string     `db:"sealed"`
 	}
-	if err := s.db.SelectContext(ctx, &rows, `SELECT outcome, count(*) AS n, max(received_at) AS last
-		FROM audit_log WHERE trigger_id = $1 GROUP BY outcome`, id); err != nil {
-		return st, fmt.Errorf("count outcomes: %w", err)
+	err := s.db.SelectContext(ctx, &rows, `SELECT `+triggerColumns+`, k.id AS key_id, k.label AS key_label,
+			k.expires_at AS key_expires_at, k.hash, k.sealed
+		FROM webhook_keys k JOIN triggers t ON t.id = k.trigger_id
+		WHERE (k.expires_at IS NULL OR k.expires_at > now()) AND ($1 = 0 OR t.id = $1)`, triggerID)
+	if err != nil {
+		return nil, fmt.Errorf("live webhooks: %w", err)
 	}
-	for _, r := range rows {
-		st.Outcomes[r.Outcome] = r.N
-		if r.Last != nil && (st.LastUsedAt == nil || r.Last.After(*st.LastUsedAt)) {
-			last := r.Last.UTC()
-			st.LastUsedAt = &last
+	out := make([]KeyedWebhook, 0, len(rows))
+	for i := range rows {
+		r := &rows[i]
+		key, err := s.open(r.Sealed, keyContext(r.Hash))
+		if err != nil {
+			return nil, err
 		}
+		t, err := s.decodeTrigger(&r.triggerRow)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, KeyedWebhook{Key: key, Webhook: Webhook{Trigger: t, KeyID: r.KeyID, KeyLabel: r.KeyLabel, KeyExpiresAt: r.KeyExpiresAt}})
 	}
-	return st, nil
+	return out, nil
 }
 
 func nullJSON(raw json.RawMessage) any {

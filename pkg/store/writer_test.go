@@ -44,7 +44,7 @@ func count(t *testing.T, db *sqlx.DB, q string, args ...any) int {
 
 func TestWriteBatchDeduplicates(t *testing.T) {
 	db := storetest.New(t)
-	s := store.New(db)
+	s := store.New(db, storetest.Keyring())
 	ctx := context.Background()
 	first, second, other, plain := record(1, "d-1"), record(1, "d-1"), record(2, "d-1"), record(1, "")
 	res, err := s.WriteBatch(ctx, []*store.Record{first, second, other, plain})
@@ -88,7 +88,7 @@ func TestWriteBatchDeduplicates(t *testing.T) {
 
 func TestWriterCommitsBeforeAnswering(t *testing.T) {
 	db := storetest.New(t)
-	w := store.NewWriter(store.New(db), store.WriterOptions{}, slog.New(slog.DiscardHandler))
+	w := store.NewWriter(store.New(db, storetest.Keyring()), store.WriterOptions{}, slog.New(slog.DiscardHandler))
 	defer w.Close()
 	const goroutines, each = 32, 25
 	var wg sync.WaitGroup
@@ -127,7 +127,7 @@ func TestWriterCommitsBeforeAnswering(t *testing.T) {
 
 func TestWriterIsolatesABadRecord(t *testing.T) {
 	db := storetest.New(t)
-	w := store.NewWriter(store.New(db), store.WriterOptions{Workers: 1}, slog.New(slog.DiscardHandler))
+	w := store.NewWriter(store.New(db, storetest.Keyring()), store.WriterOptions{Workers: 1}, slog.New(slog.DiscardHandler))
 	defer w.Close()
 	// Hold the only worker on a row lock so the next three records queue
 	// up and are written as one batch.
@@ -194,7 +194,7 @@ func TestWriterFailsEveryRecordWhenTheDatabaseIsGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer gone.Close()
-	w := store.NewWriter(store.New(gone), store.WriterOptions{Timeout: 2 * time.Second}, slog.New(slog.DiscardHandler))
+	w := store.NewWriter(store.New(gone, storetest.Keyring()), store.WriterOptions{Timeout: 2 * time.Second}, slog.New(slog.DiscardHandler))
 	defer w.Close()
 	var wg sync.WaitGroup
 	failures := make(chan error, 10)
@@ -224,7 +224,7 @@ func TestWriterFailsEveryRecordWhenTheDatabaseIsGone(t *testing.T) {
 func TestWriterShedsWhenFull(t *testing.T) {
 	db := storetest.New(t)
 	// Hold the writer's only worker on a locked row so the queue fills.
-	s := store.New(db)
+	s := store.New(db, storetest.Keyring())
 	ctx := context.Background()
 	tx := db.MustBegin()
 	defer tx.Rollback()
@@ -250,4 +250,46 @@ func TestWriterShedsWhenFull(t *testing.T) {
 		t.Errorf("Submit on a full queue = %v, want ErrOverloaded at once", err)
 	}
 	tx.Rollback()
+}
+
+// TestPendingEventsWaitForRunningTransactions: an event is not handed to
+// the publisher while a transaction of this database that began before it
+// could still commit an event behind it; a transaction in another database
+// on the same server does not hold it back.
+func TestPendingEventsWaitForRunningTransactions(t *testing.T) {
+	db := storetest.New(t)
+	other := storetest.New(t) // another database of the same server
+	s := store.New(db, nil)
+	ctx := context.Background()
+	pending := func() int {
+		t.Helper()
+		p, err := s.PendingEvents(ctx, store.Position{}, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(p)
+	}
+
+	elsewhere := other.MustBegin()
+	elsewhere.MustExec(`CREATE TABLE busy (n int)`) // takes a transaction id
+	defer elsewhere.Rollback()
+	if _, err := s.WriteBatch(ctx, []*store.Record{record(1, "")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := pending(); n != 1 {
+		t.Errorf("%d events pending while another database has a transaction open, want 1", n)
+	}
+
+	here := db.MustBegin()
+	here.MustExec(`SELECT pg_current_xact_id()`) // this database, older than the next event
+	if _, err := s.WriteBatch(ctx, []*store.Record{record(1, "")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := pending(); n != 1 {
+		t.Errorf("%d events pending while an older transaction of this database runs, want 1", n)
+	}
+	here.Rollback()
+	if n := pending(); n != 2 {
+		t.Errorf("%d events pending once it ended, want 2", n)
+	}
 }

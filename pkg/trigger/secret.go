@@ -4,17 +4,9 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"math/big"
+
+	"github.com/inlet-dev/inlet/pkg/secret"
 )
-
-// Secret is an HMAC secret or shared token. It prints and logs as REDACTED;
-// only an explicit string conversion reveals it.
-type Secret string
-
-// String returns REDACTED so that a Secret formatted by mistake stays hidden.
-func (s Secret) String() string { return "REDACTED" }
-
-// LogValue implements slog.LogValuer.
-func (s Secret) LogValue() slog.Value { return slog.StringValue("REDACTED") }
 
 // Key is a webhook key. It logs as its 8-character prefix only.
 type Key string
@@ -59,4 +51,4 @@ func RandomString(n int) string {
 func NewKey() Key { return Key("wh_" + RandomString(32)) }
 
 // NewSecret returns a fresh HMAC secret of 40 characters from [A-Za-z0-9].
-func NewSecret() Secret { return Secret("whsec_" + RandomString(40)) }
+func NewSecret() secret.Value { return secret.Value("whsec_" + RandomString(40)) }

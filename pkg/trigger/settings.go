@@ -1,11 +1,15 @@
 package trigger
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 	"time"
+
+	"github.com/inlet-dev/inlet/pkg/secret"
 )
 
 // Defaults for webhook settings.
@@ -14,6 +18,9 @@ const (
 	MaxPayloadLimitKB       = 25 * 1024 // GitHub's own cap on a delivery
 	DefaultToleranceSeconds = 300
 	DefaultRotationGrace    = 24 * time.Hour
+	// MaxGraceSeconds bounds the grace periods of key regeneration and
+	// secret rotation: seven days.
+	MaxGraceSeconds = 7 * 24 * 60 * 60
 )
 
 // Settings are a trigger's webhook security and mapping settings. The JSON
@@ -32,9 +39,9 @@ type Settings struct {
 
 // HMAC configures signature verification.
 type HMAC struct {
-	Enabled   bool   `json:"enabled"`
-	Algorithm string `json:"algorithm"` // sha1, sha256 or sha512
-	Secret    Secret `json:"secret,omitempty"`
+	Enabled   bool         `json:"enabled"`
+	Algorithm string       `json:"algorithm"` // sha1, sha256 or sha512
+	Secret    secret.Value `json:"-"`
 	// Preset names a sender's native scheme; empty is the default scheme.
 	Preset string `json:"preset,omitempty"`
 	// Header is the signature header for the default scheme when the sender
@@ -43,7 +50,10 @@ type HMAC struct {
 	ToleranceSeconds int    `json:"tolerance_seconds,omitempty"`
 	// PreviousSecret keeps verifying until PreviousSecretExpiresAt, so a
 	// sender can be switched to a new secret without losing deliveries.
-	PreviousSecret          Secret     `json:"previous_secret,omitempty"`
+	PreviousSecret secret.Value `json:"-"`
+	// RotationGraceSeconds is how long a replaced secret keeps verifying
+	// after a new one is set; nil means DefaultRotationGrace, 0 at once.
+	RotationGraceSeconds    *int       `json:"rotation_grace_seconds,omitempty"`
 	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at,omitempty"`
 }
 
@@ -69,6 +79,14 @@ func DefaultSettings() Settings {
 		PayloadSizeLimitKB: DefaultPayloadLimitKB,
 		PayloadMapping:     map[string]string{},
 	}
+}
+
+// RotationGrace is how long a replaced secret keeps verifying.
+func (h HMAC) RotationGrace() time.Duration {
+	if h.RotationGraceSeconds == nil {
+		return DefaultRotationGrace
+	}
+	return time.Duration(*h.RotationGraceSeconds) * time.Second
 }
 
 // Tolerance is how far a signed timestamp may be from now.
@@ -175,4 +193,54 @@ func (e *ValidationError) err() error {
 func IsValidationError(err error) bool {
 	var v *ValidationError
 	return errors.As(err, &v)
+}
+
+// Changed names the settings that differ between old and new, as dotted
+// JSON field names ("hmac.enabled", "rate_limit.requests"), sorted: what
+// the activity log records of a change, never the values.
+func Changed(old, new Settings) []string {
+	var names []string
+	a, b := flatten(old), flatten(new)
+	for k, v := range b {
+		if w, ok := a[k]; !ok || w != v {
+			names = append(names, k)
+		}
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	if old.HMAC.Secret != new.HMAC.Secret {
+		names = append(names, "hmac.secret")
+	}
+	sort.Strings(names)
+	return names
+}
+
+// flatten maps each leaf of s's JSON form (secrets are not part of it) to
+// its JSON text; objects nest with dots, arrays and maps of strings are
+// leaves as a whole.
+func flatten(s Settings) map[string]string {
+	raw, _ := json.Marshal(s)
+	var doc map[string]any
+	_ = json.Unmarshal(raw, &doc)
+	out := make(map[string]string)
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		if m, ok := v.(map[string]any); ok && prefix != "payload_mapping" {
+			for k, w := range m {
+				p := k
+				if prefix != "" {
+					p = prefix + "." + k
+				}
+				walk(p, w)
+			}
+			return
+		}
+		b, _ := json.Marshal(v)
+		out[prefix] = string(b)
+	}
+	walk("", doc)
+	return out
 }

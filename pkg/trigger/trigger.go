@@ -83,6 +83,9 @@ func (s Settings) Validate() error {
 	if s.HMAC.ToleranceSeconds < 0 || s.HMAC.ToleranceSeconds > 86400 {
 		v.add("hmac.tolerance_seconds", "must be between 1 and 86400 (0 means the default of %d)", DefaultToleranceSeconds)
 	}
+	if g := s.HMAC.RotationGraceSeconds; g != nil && (*g < 0 || *g > MaxGraceSeconds) {
+		v.add("hmac.rotation_grace_seconds", "must be between 0 and %d", MaxGraceSeconds)
+	}
 	if len(s.HMAC.Secret) > 1024 {
 		v.add("hmac.secret", "must be at most 1024 bytes")
 	}

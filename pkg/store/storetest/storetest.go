@@ -40,6 +40,7 @@ import (
 
 	"github.com/inlet-dev/inlet/migrations"
 	"github.com/inlet-dev/inlet/pkg/embedpg"
+	"github.com/inlet-dev/inlet/pkg/secret"
 )
 
 // DefaultProbeURL is where a shared PostgreSQL is looked for when
@@ -109,6 +110,15 @@ func NewURL(t testing.TB) string {
 	defer db.Close()
 	migrate(t, db)
 	return url
+}
+
+// Keyring returns a keyring with a fresh key, for a Store of a test.
+func Keyring() *secret.Keyring {
+	kr, err := secret.ParseKeyring(secret.GenerateKey())
+	if err != nil {
+		panic(err) // a generated key always parses
+	}
+	return kr
 }
 
 // create makes an empty database and registers its drop.
