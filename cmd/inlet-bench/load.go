@@ -63,6 +63,7 @@ type loadOptions struct {
 	duration time.Duration
 	idPrefix string
 	secret   []byte
+	rate     float64 // requests per second over all connections; 0 for closed loop
 }
 
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -73,6 +74,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	warmup := fs.Duration("warmup", time.Second, "load before the measured window")
 	duration := fs.Duration("d", 5*time.Second, "measured window")
 	prefix := fs.String("id-prefix", "bench", "prefix of the X-Webhook-ID of every request, each of which is unique")
+	rate := fs.Float64("rate", 0, "requests per second over all connections, each connection on a fixed schedule (open loop); 0 sends the next request as soon as the last is answered")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,15 +85,24 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *conns < 1 {
 		return errors.New("-c must be at least 1")
 	}
+	if *rate < 0 {
+		return errors.New("-rate must not be negative")
+	}
 	res := load(ctx, loadOptions{
 		target: u, conns: *conns, warmup: *warmup, duration: *duration,
-		idPrefix: *prefix, secret: []byte(os.Getenv(secretEnv)),
+		idPrefix: *prefix, secret: []byte(os.Getenv(secretEnv)), rate: *rate,
 	})
 	return json.NewEncoder(stdout).Encode(res)
 }
 
-// load drives opts.conns connections, each sending one request at a time
-// and the next as soon as the answer is read, until the window ends.
+// load drives opts.conns connections, each sending one request at a time,
+// until the window ends. In a closed loop (opts.rate 0) a connection sends
+// the next request as soon as the answer is read. In an open loop each
+// connection has a schedule of opts.rate/opts.conns requests a second, the
+// connections' schedules staggered; a request whose connection is still
+// waiting for an answer when it is due is sent as soon as the answer
+// comes, and its latency counts from when it was due, so that a slow
+// server's queueing shows in the percentiles.
 func load(ctx context.Context, opts loadOptions) LoadResult {
 	start := time.Now()
 	from := start.Add(opts.warmup)
@@ -104,7 +115,7 @@ func load(ctx context.Context, opts loadOptions) LoadResult {
 		wg.Add(1)
 		go func() { // owned by load, which waits for it
 			defer wg.Done()
-			w.run(ctx, from, until)
+			w.run(ctx, start, from, until)
 		}()
 	}
 	wg.Wait()
@@ -176,10 +187,25 @@ func newWorker(opts loadOptions, n int) *worker {
 	return w
 }
 
-func (w *worker) run(ctx context.Context, from, until time.Time) {
+func (w *worker) run(ctx context.Context, start, from, until time.Time) {
 	defer w.close()
+	var interval time.Duration
+	var due time.Time
+	if w.opts.rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(w.opts.conns) / w.opts.rate)
+		due = start.Add(interval * time.Duration(w.n) / time.Duration(w.opts.conns))
+	}
 	for seq := 0; ctx.Err() == nil; seq++ {
 		t0 := time.Now()
+		if interval > 0 {
+			if !due.Before(until) {
+				return
+			}
+			if wait := due.Sub(t0); wait > 0 && sleep(ctx, wait) != nil {
+				return
+			}
+			t0, due = due, due.Add(interval)
+		}
 		if !t0.Before(until) {
 			return
 		}
