@@ -5,9 +5,14 @@
 # when set), a bare Echo baseline server and the load generator, prints the
 # table and writes bench/results/<run>.json and <run>.cpu.pprof.
 #
+# The load generator is wrk (installed by scripts/ensure-wrk.sh when
+# missing) with bench/wrk/signed.lua, unless -load go picks inlet-bench's
+# own. bench/README.md explains both.
+#
 # Arguments go to inlet-bench run, for example:
 #     scripts/bench.sh -rounds 5 -d 10s
 #     scripts/bench.sh -before /tmp/inlet-old   # also measure another build
+#     scripts/bench.sh -load go -rate 2000      # open loop at 2,000 req/s
 # The benchmark times things; `make test` does not run it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +21,19 @@ GO=${GO:-go}
 if [[ -z "${DATABASE_URL:-}" ]]; then
 	scripts/ensure-postgres.sh
 fi
+load=wrk
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+	case ${args[i]} in
+	-load | --load) load=${args[i + 1]:-} ;;
+	-load=* | --load=*) load=${args[i]#*=} ;;
+	esac
+done
+if [[ $load == wrk ]]; then
+	scripts/ensure-wrk.sh
+fi
 mkdir -p bin
 "$GO" build -trimpath -o bin/inlet ./cmd/inlet
 "$GO" build -trimpath -o bin/inlet-bench ./cmd/inlet-bench
-exec bin/inlet-bench run -inlet bin/inlet -packs packs -results bench/results "$@"
+exec bin/inlet-bench run -inlet bin/inlet -packs packs -results bench/results \
+	-wrk-script bench/wrk/signed.lua "$@"

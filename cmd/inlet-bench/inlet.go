@@ -256,16 +256,11 @@ func (in *inlet) api(ctx context.Context, method, path string, body, out any) er
 
 func (in *inlet) pid() int { return in.ch.cmd.Process.Pid }
 
-func (in *inlet) secretOrEmpty() string {
-	if in == nil {
-		return ""
-	}
-	return in.secret
-}
-
 // snapshot is what is counted before and after a phase.
 type snapshot struct {
 	auditID  int64
+	events   int // the trigger's event rows
+	withID   int // those of them with a delivery id
 	messages uint64
 	metrics  map[string]float64
 }
@@ -274,6 +269,11 @@ func (in *inlet) snapshot(ctx context.Context) (snapshot, error) {
 	var s snapshot
 	if err := in.db.QueryRowContext(ctx, `SELECT coalesce(max(id), 0) FROM audit_log`).Scan(&s.auditID); err != nil {
 		return s, fmt.Errorf("audit rows: %w", err)
+	}
+	err := in.db.QueryRowContext(ctx, `SELECT count(*), count(delivery_id) FROM events WHERE trigger_id = $1`,
+		in.triggerID).Scan(&s.events, &s.withID)
+	if err != nil {
+		return s, fmt.Errorf("count events: %w", err)
 	}
 	st, err := in.js.Stream(ctx, in.stream)
 	if err != nil {
@@ -349,35 +349,126 @@ func (in *inlet) drain(ctx context.Context) (time.Duration, error) {
 // Check compares what the load generator was answered with what inlet
 // stored and published during one phase.
 type Check struct {
-	OK             int  `json:"ok_200"`
-	Events         int  `json:"events"`
-	DistinctIDs    int  `json:"distinct_delivery_ids"`
-	Messages       int  `json:"stream_messages"`
-	Audit          int  `json:"audit_rows"`
-	AuditAccepted  int  `json:"audit_accepted"`
+	OK            int `json:"ok_200"`
+	Events        int `json:"events"`
+	DistinctIDs   int `json:"distinct_delivery_ids"`
+	Messages      int `json:"stream_messages"`
+	Audit         int `json:"audit_rows"`
+	AuditAccepted int `json:"audit_accepted"`
+	// Unanswered is the load generator's count of requests written whose
+	// answer it never read (wrk's in flight when it stopped): inlet may
+	// have accepted them, so they may add to Events.
+	Unanswered int `json:"unanswered,omitempty"`
+	// StoredPublished: as many stream messages and accepted audit rows as
+	// event rows.
+	StoredPublished bool `json:"stored_equals_published"`
+	// OneEventPer200: StoredPublished, and as many event rows as 200s
+	// (plus at most Unanswered), none of them a duplicate.
 	OneEventPer200 bool `json:"one_event_and_message_per_200"`
 }
 
-// check counts the phase's events (by the delivery id prefix the load
-// generator used), audit rows and stream messages. Every delivery id is
-// unique, so one event row per 200 means as many rows as 200s, each with a
-// different delivery id.
-func (in *inlet) check(ctx context.Context, prefix string, s0, s1 snapshot, res LoadResult) (Check, error) {
+// check counts the phase's events, audit rows and stream messages.
+//
+// The Go load generator gives every request a delivery id of its own
+// starting with prefix, so its events are counted by that prefix, and one
+// event row per 200 means as many rows as 200s, each with a different
+// delivery id.
+//
+// wrk sends no delivery id (and the trigger takes none from the body), so
+// no request can be a duplicate of another, and the phase's events are the
+// trigger's new rows, none with a delivery id. wrk stops without reading
+// the answers in flight, so the rows number at least the 200s and at most
+// the 200s and the unanswered requests.
+func (in *inlet) check(ctx context.Context, mode, prefix string, s0, s1 snapshot, res LoadResult) (Check, error) {
 	c := Check{OK: res.OK, Messages: int(s1.messages - s0.messages)}
-	err := in.db.QueryRowContext(ctx, `
-		SELECT count(*), count(DISTINCT delivery_id) FROM events
-		WHERE trigger_id = $1 AND starts_with(delivery_id, $2)`, in.triggerID, prefix+"-").Scan(&c.Events, &c.DistinctIDs)
-	if err != nil {
-		return c, fmt.Errorf("count events: %w", err)
+	if mode == loadGo {
+		err := in.db.QueryRowContext(ctx, `
+			SELECT count(*), count(DISTINCT delivery_id) FROM events
+			WHERE trigger_id = $1 AND starts_with(delivery_id, $2)`, in.triggerID, prefix+"-").Scan(&c.Events, &c.DistinctIDs)
+		if err != nil {
+			return c, fmt.Errorf("count events: %w", err)
+		}
+	} else {
+		c.Events, c.DistinctIDs = s1.events-s0.events, s1.withID-s0.withID
+		c.Unanswered = res.Unanswered
 	}
-	err = in.db.QueryRowContext(ctx, `
+	err := in.db.QueryRowContext(ctx, `
 		SELECT count(*), count(*) FILTER (WHERE outcome = 'accepted') FROM audit_log
 		WHERE id > $1 AND trigger_id = $2`, s0.auditID, in.triggerID).Scan(&c.Audit, &c.AuditAccepted)
 	if err != nil {
 		return c, fmt.Errorf("count audit rows: %w", err)
 	}
-	c.OneEventPer200 = c.Events == c.OK && c.DistinctIDs == c.OK && c.Messages == c.OK && c.AuditAccepted == c.OK
+	c.StoredPublished = c.Messages == c.Events && c.AuditAccepted == c.Events
+	if mode == loadGo {
+		c.OneEventPer200 = c.StoredPublished && c.Events == c.OK && c.DistinctIDs == c.OK
+	} else {
+		c.OneEventPer200 = c.StoredPublished && c.DistinctIDs == 0 && c.Events >= c.OK && c.Events <= c.OK+c.Unanswered
+	}
 	return c, nil
+}
+
+// settle waits until inlet has stopped committing events: no new audit
+// row for settleQuiet and an empty outbox. wrk leaves requests in flight
+// when it stops; inlet finishes them (or drops them, the client being
+// gone) within milliseconds, and they must be counted in their phase.
+func (in *inlet) settle(ctx context.Context) error {
+	const settleQuiet = 500 * time.Millisecond
+	start := time.Now()
+	var last int64 = -1
+	quietSince := time.Now()
+	for {
+		var id, outbox int64
+		err := in.db.QueryRowContext(ctx,
+			`SELECT (SELECT coalesce(max(id), 0) FROM audit_log), (SELECT count(*) FROM outbox)`).Scan(&id, &outbox)
+		if err != nil {
+			return fmt.Errorf("wait for inlet to settle: %w", err)
+		}
+		if id != last {
+			last, quietSince = id, time.Now()
+		}
+		if outbox == 0 && time.Since(quietSince) >= settleQuiet {
+			return nil
+		}
+		if time.Since(start) > 2*time.Minute {
+			return fmt.Errorf("inlet still writing after 2 minutes (outbox %d)", outbox)
+		}
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// Durability is how durably inlet's PostgreSQL and NATS keep what inlet
+// has answered 200 for, read from the servers themselves.
+type Durability struct {
+	Fsync             string `json:"postgres_fsync"`
+	SynchronousCommit string `json:"postgres_synchronous_commit"`
+	FullPageWrites    string `json:"postgres_full_page_writes"`
+	NATSStorage       string `json:"nats_storage"`
+}
+
+// Default reports whether d is PostgreSQL's default durability and a
+// JetStream file store.
+func (d Durability) Default() bool {
+	return d.Fsync == "on" && d.SynchronousCommit == "on" && d.FullPageWrites == "on" && d.NATSStorage == "file"
+}
+
+func (in *inlet) durability(ctx context.Context) (Durability, error) {
+	var d Durability
+	for _, q := range []struct {
+		name string
+		dst  *string
+	}{{"fsync", &d.Fsync}, {"synchronous_commit", &d.SynchronousCommit}, {"full_page_writes", &d.FullPageWrites}} {
+		if err := in.db.QueryRowContext(ctx, "SHOW "+q.name).Scan(q.dst); err != nil {
+			return d, fmt.Errorf("show %s: %w", q.name, err)
+		}
+	}
+	st, err := in.js.Stream(ctx, in.stream)
+	if err != nil {
+		return d, fmt.Errorf("stream %s: %w", in.stream, err)
+	}
+	d.NATSStorage = strings.ToLower(st.CachedInfo().Config.Storage.String())
+	return d, nil
 }
 
 // rss returns a memory figure of inlet's process from /proc, in MB:

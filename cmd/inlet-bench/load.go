@@ -29,9 +29,10 @@ const secretEnv = "INLET_BENCH_SECRET"
 // BodySize is the size of every webhook body the load generator sends.
 const BodySize = 1024
 
-// LoadResult is what one load phase measured. Counts cover the whole
-// phase, warm-up included, so that they can be checked against the rows
-// stored; rates and latencies cover the measured window only.
+// LoadResult is what one load phase measured, by either load generator.
+// Counts cover the whole phase, warm-up included, so that they can be
+// checked against the rows stored; rates and latencies cover the measured
+// window only.
 type LoadResult struct {
 	Conns     int            `json:"conns"`
 	Window    float64        `json:"window_s"`
@@ -40,12 +41,19 @@ type LoadResult struct {
 	P50       float64        `json:"p50_ms"`
 	P90       float64        `json:"p90_ms"`
 	P99       float64        `json:"p99_ms"`
+	P999      float64        `json:"p999_ms,omitempty"` // wrk only
 	Max       float64        `json:"max_ms"`
 	Total     int            `json:"total"`
 	OK        int            `json:"ok"`
 	Status    map[string]int `json:"status"`
 	NetErrors int            `json:"net_errors"`
 	FirstErr  string         `json:"first_error,omitempty"`
+	// Timeouts counts the answers wrk read later than its --timeout.
+	Timeouts int `json:"timeouts,omitempty"`
+	// Unanswered counts the requests wrk wrote but whose answer it did
+	// not read: wrk stops with a request in flight on every busy
+	// connection. The server may still have accepted them.
+	Unanswered int `json:"unanswered,omitempty"`
 	// Filled in by run: CPU seconds of the server under test (for inlet
 	// its own process, without PostgreSQL) and of the load generator, over
 	// the whole phase.
@@ -53,8 +61,9 @@ type LoadResult struct {
 	LoadCPU   float64 `json:"load_generator_cpu_s"`
 }
 
-// Errors counts the requests that did not get a 200.
-func (r LoadResult) Errors() int { return r.Total - r.OK }
+// Errors counts the requests that did not get a 200, and the answers wrk
+// read too late.
+func (r LoadResult) Errors() int { return r.Total - r.OK + r.Timeouts }
 
 type loadOptions struct {
 	target   *url.URL

@@ -11,25 +11,48 @@ import (
 
 // Results is everything one run measured, as saved under bench/results.
 type Results struct {
-	RunID          string    `json:"run_id"`
-	Started        time.Time `json:"started"`
-	DurationS      float64   `json:"duration_s"`
-	Machine        Machine   `json:"machine"`
-	Database       string    `json:"database"`
-	NATS           string    `json:"nats"`
-	Trigger        string    `json:"trigger"`
-	Before         string    `json:"before_binary,omitempty"`
-	Rounds         int       `json:"rounds"`
-	Conns          []int     `json:"conns"`
-	WarmupS        float64   `json:"warmup_s"`
-	WindowS        float64   `json:"window_s"`
-	BodyBytes      int       `json:"body_bytes"`
-	LoadGOMAXPROCS int       `json:"load_generator_gomaxprocs"`
-	Summary        []Summary `json:"summary"`
-	PeakRSSMB      float64   `json:"peak_rss_mb"`
-	Targets        Targets   `json:"targets"`
-	Phases         []Phase   `json:"phases"`
-	ProfileTop     string    `json:"cpu_profile_top,omitempty"`
+	RunID      string        `json:"run_id"`
+	Started    time.Time     `json:"started"`
+	DurationS  float64       `json:"duration_s"`
+	Machine    Machine       `json:"machine"`
+	Database   string        `json:"database"`
+	NATS       string        `json:"nats"`
+	Trigger    string        `json:"trigger"`
+	Before     string        `json:"before_binary,omitempty"`
+	Rounds     int           `json:"rounds"`
+	Conns      []int         `json:"conns"`
+	WarmupS    float64       `json:"warmup_s"`
+	WindowS    float64       `json:"window_s"`
+	BodyBytes  int           `json:"body_bytes"`
+	Load       LoadGenerator `json:"load_generator"`
+	Durability Durability    `json:"durability"`
+	Summary    []Summary     `json:"summary"`
+	PeakRSSMB  float64       `json:"peak_rss_mb"`
+	Targets    Targets       `json:"targets"`
+	Phases     []Phase       `json:"phases"`
+	ProfileTop string        `json:"cpu_profile_top,omitempty"`
+}
+
+// LoadGenerator says what sent the requests, and how.
+type LoadGenerator struct {
+	// Mode is "wrk" (wrk with bench/wrk/signed.lua) or "go" (inlet-bench
+	// load).
+	Mode    string `json:"mode"`
+	Version string `json:"version"`
+	// wrk: its threads, script, the distinct signed bodies each phase
+	// cycles through, and its --timeout.
+	Threads  int     `json:"threads,omitempty"`
+	Script   string  `json:"script,omitempty"`
+	Bodies   int     `json:"bodies_per_phase,omitempty"`
+	TimeoutS float64 `json:"timeout_s,omitempty"`
+	// go: its GOMAXPROCS, and its fixed rate over all connections (0:
+	// closed loop).
+	GOMAXPROCS int     `json:"gomaxprocs,omitempty"`
+	RatePerS   float64 `json:"rate_per_s,omitempty"`
+	// The header carrying each request's signature, and the one carrying
+	// its delivery id (none for wrk).
+	SignatureHeader  string `json:"signature_header"`
+	DeliveryIDHeader string `json:"delivery_id_header,omitempty"`
 }
 
 // Machine says where a run happened.
@@ -81,6 +104,7 @@ type Summary struct {
 	RSSMB       float64 `json:"inlet_rss_mb"`
 	MeanBatch   float64 `json:"mean_write_batch"`
 	OK          int     `json:"ok_200"`
+	Unanswered  int     `json:"unanswered,omitempty"`
 	Events      int     `json:"events"`
 	Messages    int     `json:"stream_messages"`
 	Consistent  bool    `json:"one_event_and_message_per_200"`
@@ -128,6 +152,7 @@ func summarize(phases []Phase, conns []int) []Summary {
 			cpuLoad = append(cpuLoad, perReq(p.Inlet.LoadCPU, p.Inlet.Total))
 			s.Errors += p.Inlet.Errors()
 			s.OK += p.Check.OK
+			s.Unanswered += p.Check.Unanswered
 			s.Events += p.Check.Events
 			s.Messages += p.Check.Messages
 			s.Consistent = s.Consistent && p.Check.OneEventPer200
@@ -204,7 +229,11 @@ func checkTargets(r Results) Targets {
 	}
 	add("zero errors", errs == 0, "%d", errs)
 	add("inlet RSS < 256 MB (peak, VmHWM)", r.PeakRSSMB < 256, "%.0f MB", r.PeakRSSMB)
-	add("every 200 has one event row and one stream message", t.Consistent, "%v", t.Consistent)
+	name := "every 200 has one event row and one stream message"
+	if r.Load.Mode == loadWrk {
+		name = "stored = published, events = 200s (+ unanswered at most)"
+	}
+	add(name, t.Consistent, "%v", t.Consistent)
 	return t
 }
 
@@ -212,16 +241,33 @@ func checkTargets(r Results) Targets {
 func report(w io.Writer, r Results) {
 	fmt.Fprintf(w, "\ninlet-bench %s: %d rounds, medians; each phase %.0fs measured after %.0fs warm-up; %d-byte signed JSON to %s\n",
 		r.RunID, r.Rounds, r.WindowS, r.WarmupS, r.BodyBytes, r.Trigger)
-	fmt.Fprintf(w, "machine: %d CPUs (%s), Go %s, PostgreSQL %s (%s), NATS %s; load generator GOMAXPROCS=%d on the same CPUs\n\n",
-		r.Machine.CPUs, r.Machine.CPU, strings.TrimPrefix(r.Machine.Go, "go"), r.Machine.Postgres, r.Database, r.NATS, r.LoadGOMAXPROCS)
+	var load string
+	switch l := r.Load; l.Mode {
+	case loadWrk:
+		load = fmt.Sprintf("%s, %d thread(s), %s cycling %d signed bodies (%s, no delivery id)",
+			l.Version, l.Threads, l.Script, l.Bodies, l.SignatureHeader)
+	default:
+		load = fmt.Sprintf("inlet-bench load, GOMAXPROCS=%d (%s, a delivery id each)", l.GOMAXPROCS, l.SignatureHeader)
+		if l.RatePerS > 0 {
+			load += fmt.Sprintf(", open loop at %.0f req/s", l.RatePerS)
+		}
+	}
+	d := r.Durability
+	fmt.Fprintf(w, "machine: %d CPUs (%s), Go %s, PostgreSQL %s (%s; fsync %s, synchronous_commit %s, full_page_writes %s), NATS %s (%s storage)\n",
+		r.Machine.CPUs, r.Machine.CPU, strings.TrimPrefix(r.Machine.Go, "go"), r.Machine.Postgres, r.Database,
+		d.Fsync, d.SynchronousCommit, d.FullPageWrites, r.NATS, d.NATSStorage)
+	fmt.Fprintf(w, "load generator on the same CPUs: %s\n\n", load)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "conns\tbaseline req/s\tinlet req/s\tratio\tp50 ms\tp99 ms\tbaseline p50/p99 ms\terrors\tRSS MB\tbatch\t200s\tevents\tmessages\tbacklog at stop\tdrained in s\t")
+	fmt.Fprintln(tw, "conns\tbaseline req/s\tinlet req/s\tratio\tp50 ms\tp99 ms\tbaseline p50/p99 ms\terrors\tRSS MB\tbatch\t200s\tunanswered\tevents\tmessages\tbacklog at stop\tdrained in s\t")
 	for _, s := range r.Summary {
-		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.3f\t%.2f\t%.1f\t%.2f/%.1f\t%d\t%.0f\t%.1f\t%d\t%d\t%d\t%d\t%.2f\t\n",
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.3f\t%.2f\t%.1f\t%.2f/%.1f\t%d\t%.0f\t%.1f\t%d\t%d\t%d\t%d\t%d\t%.2f\t\n",
 			s.Conns, s.BaselineRPS, s.InletRPS, s.Ratio, s.P50, s.P99, s.BaseP50, s.BaseP99,
-			s.Errors, s.RSSMB, s.MeanBatch, s.OK, s.Events, s.Messages, s.BacklogMax, s.DrainMaxS)
+			s.Errors, s.RSSMB, s.MeanBatch, s.OK, s.Unanswered, s.Events, s.Messages, s.BacklogMax, s.DrainMaxS)
 	}
 	tw.Flush()
+	if r.Load.Mode == loadWrk {
+		fmt.Fprintln(w, "(unanswered: requests wrk wrote but whose answers it did not read, in flight when it stopped; inlet may have stored them)")
+	}
 	if len(r.Summary) > 0 && r.Summary[0].Before != nil {
 		fmt.Fprintf(w, "\nbefore (%s) and after, same rounds, ratios to the same baseline:\n", r.Before)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

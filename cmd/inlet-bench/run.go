@@ -19,8 +19,20 @@ import (
 	"time"
 )
 
+// Load generators.
+const (
+	loadWrk = "wrk" // wrk and bench/wrk/signed.lua, closed loop
+	loadGo  = "go"  // inlet-bench load, closed loop or at a fixed rate
+)
+
 // benchOptions are the flags of run.
 type benchOptions struct {
+	loadGen    string
+	wrkBin     string
+	wrkScript  string
+	wrkThreads int
+	bodies     int     // distinct signed bodies per wrk phase
+	rate       float64 // requests per second of the Go generator; 0 for closed loop
 	inletBin   string
 	packs      string
 	trigger    string
@@ -39,6 +51,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := benchOptions{out: stdout, log: stderr}
+	fs.StringVar(&o.loadGen, "load", loadWrk, "load generator: wrk (the yardstick, closed loop) or go (inlet-bench load, closed loop or at -rate)")
+	fs.StringVar(&o.wrkBin, "wrk", "wrk", "wrk binary, for -load wrk")
+	fs.StringVar(&o.wrkScript, "wrk-script", "bench/wrk/signed.lua", "wrk script sending the signed bodies, for -load wrk")
+	fs.IntVar(&o.wrkThreads, "wrk-threads", 1, "wrk threads (at most the connection count), for -load wrk")
+	fs.IntVar(&o.bodies, "bodies", 10000, "distinct signed bodies each wrk phase cycles through, for -load wrk")
+	fs.Float64Var(&o.rate, "rate", 0, "requests per second over all connections, sent on a fixed schedule (open loop), for -load go; 0 sends each request when the last is answered")
 	fs.StringVar(&o.inletBin, "inlet", "bin/inlet", "inlet binary to start")
 	fs.StringVar(&o.packs, "packs", "packs", "packs directory for inlet")
 	fs.StringVar(&o.trigger, "trigger", "myapp.deployment_complete", "trigger to send webhooks to")
@@ -61,6 +79,31 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if o.rounds < 1 {
 		return errors.New("-rounds must be at least 1")
+	}
+	switch o.loadGen {
+	case loadWrk:
+		// wrk sleeps for whole seconds.
+		if o.duration < time.Second || o.duration%time.Second != 0 || o.warmup%time.Second != 0 {
+			return errors.New("-load wrk: -d and -warmup must be whole seconds (-warmup may be 0)")
+		}
+		if o.rate != 0 {
+			return errors.New("-rate needs -load go: wrk keeps every connection busy")
+		}
+		if o.bodies < 1 {
+			return errors.New("-bodies must be at least 1")
+		}
+		if _, err := exec.LookPath(o.wrkBin); err != nil {
+			return fmt.Errorf("-load wrk: %w (scripts/ensure-wrk.sh installs it; -load go needs no wrk)", err)
+		}
+		if _, err := os.Stat(o.wrkScript); err != nil {
+			return fmt.Errorf("-wrk-script: %w", err)
+		}
+	case loadGo:
+		if o.rate < 0 {
+			return errors.New("-rate must not be negative")
+		}
+	default:
+		return fmt.Errorf("-load %q: want wrk or go", o.loadGen)
 	}
 	if o.before != "" && os.Getenv("DATABASE_URL") != "" {
 		// Two gateways on one database share one publisher and one trigger.
@@ -108,8 +151,23 @@ func (b *bench) run(ctx context.Context) error {
 	b.res = Results{
 		RunID: b.runID, Started: time.Now().UTC(), Machine: machine(), Trigger: b.o.trigger,
 		Rounds: b.o.rounds, Conns: b.o.conns, WarmupS: b.o.warmup.Seconds(), WindowS: b.o.duration.Seconds(),
-		BodyBytes: BodySize, LoadGOMAXPROCS: 1,
-		Database: "embedded", NATS: "embedded",
+		BodyBytes: BodySize, Database: "embedded", NATS: "embedded",
+		Load: LoadGenerator{Mode: b.o.loadGen},
+	}
+	switch b.o.loadGen {
+	case loadWrk:
+		b.res.Load.Version = wrkVersion(ctx, b.o.wrkBin)
+		b.res.Load.Threads = max(1, b.o.wrkThreads)
+		b.res.Load.Script = b.o.wrkScript
+		b.res.Load.Bodies = b.o.bodies
+		b.res.Load.SignatureHeader = "X-Hub-Signature-256"
+		b.res.Load.TimeoutS = wrkTimeout.Seconds()
+	case loadGo:
+		b.res.Load.Version = "inlet-bench load"
+		b.res.Load.GOMAXPROCS = 1
+		b.res.Load.RatePerS = b.o.rate
+		b.res.Load.SignatureHeader = "X-Webhook-Signature"
+		b.res.Load.DeliveryIDHeader = "X-Webhook-ID"
 	}
 	if os.Getenv("DATABASE_URL") != "" {
 		b.res.Database = "DATABASE_URL"
@@ -149,12 +207,18 @@ func (b *bench) run(ctx context.Context) error {
 			return err
 		}
 		b.logf("warming %s up", in.o.inletBin)
-		if _, err := b.load(ctx, in, in.webhookURL, 64, 3*time.Second, 0, "warm", nil); err != nil {
+		if _, err := b.load(ctx, in.secret, in.webhookURL, 64, 3*time.Second, 0, b.runID+"-warm", nil); err != nil {
 			return err
 		}
 		if _, err := in.drain(ctx); err != nil {
 			return err
 		}
+	}
+	if b.res.Durability, err = b.in.durability(ctx); err != nil {
+		return err
+	}
+	if !b.res.Durability.Default() {
+		b.logf("warning: inlet's stores are not at their default durability: %+v", b.res.Durability)
 	}
 
 	maxConns := b.o.conns[0]
@@ -212,7 +276,10 @@ func (b *bench) phase(ctx context.Context, round, c int, profile bool) (Phase, e
 	p := Phase{Round: round, Conns: c}
 	var err error
 	cpu0 := treeCPU(b.baseline.cmd.Process.Pid)
-	if p.Baseline, err = b.load(ctx, nil, b.baseURL, c, b.o.duration, b.o.warmup, "base", nil); err != nil {
+	// The baseline does not check signatures; it gets the same signed
+	// requests as inlet all the same.
+	prefix := fmt.Sprintf("%s-base-r%dc%d", b.runID, round, c)
+	if p.Baseline, err = b.load(ctx, b.in.secret, b.baseURL, c, b.o.duration, b.o.warmup, prefix, nil); err != nil {
 		return p, err
 	}
 	p.Baseline.ServerCPU = treeCPU(b.baseline.cmd.Process.Pid).sub(cpu0).self.Seconds()
@@ -254,7 +321,7 @@ func (b *bench) measure(ctx context.Context, in *inlet, p *Phase, profile bool) 
 	}
 	prefix := fmt.Sprintf("%s-r%dc%d", b.runID, p.Round, p.Conns)
 	cpu0 := treeCPU(in.pid())
-	if p.Inlet, err = b.load(ctx, in, in.webhookURL, p.Conns, b.o.duration, b.o.warmup, prefix, prof); err != nil {
+	if p.Inlet, err = b.load(ctx, in.secret, in.webhookURL, p.Conns, b.o.duration, b.o.warmup, prefix, prof); err != nil {
 		return err
 	}
 	cpu := treeCPU(in.pid()).sub(cpu0)
@@ -272,45 +339,103 @@ func (b *bench) measure(ctx context.Context, in *inlet, p *Phase, profile bool) 
 		return err
 	}
 	p.DrainS = drained.Seconds()
+	if p.Inlet.Unanswered > 0 {
+		// Requests wrk left in flight may still be accepted: wait for
+		// inlet to finish them before counting.
+		if err := in.settle(ctx); err != nil {
+			return err
+		}
+	}
 	after, err := in.snapshot(ctx)
 	if err != nil {
 		return err
 	}
-	if p.Check, err = in.check(ctx, prefix, before, after, p.Inlet); err != nil {
+	if p.Check, err = in.check(ctx, b.o.loadGen, prefix, before, after, p.Inlet); err != nil {
 		return err
 	}
 	p.MeanBatch, p.MeanBatchMS = after.batchStats(before)
 	return nil
 }
 
-// load runs the load generator as a separate process limited to one core
-// (GOMAXPROCS=1), so that it and the server under test share the machine
-// the same way in every phase. during, if set, runs while it does.
-func (b *bench) load(ctx context.Context, in *inlet, url string, conns int, d, warmup time.Duration, prefix string, during func() error) (LoadResult, error) {
-	var res LoadResult
-	cmd := exec.CommandContext(ctx, b.self, "load", "-url", url, "-c", strconv.Itoa(conns),
-		"-d", d.String(), "-warmup", warmup.String(), "-id-prefix", prefix)
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=1", secretEnv+"="+in.secretOrEmpty())
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		return res, err
+// load runs the load generator against url with conns connections for a
+// measured window d after warmup, its requests signed with secret, their
+// delivery ids (Go) or body ids (wrk) starting with prefix. during, if
+// set, runs while it does.
+func (b *bench) load(ctx context.Context, secret, url string, conns int, d, warmup time.Duration, prefix string, during func() error) (LoadResult, error) {
+	type result struct {
+		res LoadResult
+		err error
 	}
+	done := make(chan result, 1)
+	go func() { // owned by load, which waits for it
+		var r result
+		if b.o.loadGen == loadWrk {
+			r.res, r.err = b.wrkLoad(ctx, secret, url, conns, d, warmup, prefix)
+		} else {
+			r.res, r.err = b.goLoad(ctx, secret, url, conns, d, warmup, prefix)
+		}
+		done <- r
+	}()
 	var derr error
 	if during != nil {
 		derr = during()
 	}
-	if err := cmd.Wait(); err != nil {
-		return res, fmt.Errorf("load generator: %w: %s", err, strings.TrimSpace(errb.String()))
+	r := <-done
+	if r.err != nil {
+		return r.res, r.err
 	}
-	if derr != nil {
-		return res, derr
+	return r.res, derr
+}
+
+// goLoad runs inlet-bench load as a separate process limited to one core
+// (GOMAXPROCS=1), so that it and the server under test share the machine
+// the same way in every phase.
+func (b *bench) goLoad(ctx context.Context, secret, url string, conns int, d, warmup time.Duration, prefix string) (LoadResult, error) {
+	var res LoadResult
+	cmd := exec.CommandContext(ctx, b.self, "load", "-url", url, "-c", strconv.Itoa(conns),
+		"-d", d.String(), "-warmup", warmup.String(), "-id-prefix", prefix,
+		"-rate", strconv.FormatFloat(b.o.rate, 'f', -1, 64))
+	cmd.Env = append(os.Environ(), "GOMAXPROCS=1", secretEnv+"="+secret)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return res, fmt.Errorf("load generator: %w: %s", err, strings.TrimSpace(errb.String()))
 	}
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 		return res, fmt.Errorf("load generator output: %w", err)
 	}
 	res.LoadCPU = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	return res, nil
+}
+
+// wrkLoad signs b.o.bodies bodies for the phase, then runs wrk for the
+// warm-up, if any, and again for the measured window, so that wrk's rate
+// and percentiles cover the window alone.
+func (b *bench) wrkLoad(ctx context.Context, secret, url string, conns int, d, warmup time.Duration, prefix string) (LoadResult, error) {
+	bodies := filepath.Join(b.tmp, prefix+".bodies")
+	if err := writeBodies(bodies, []byte(secret), prefix, b.o.bodies); err != nil {
+		return LoadResult{}, fmt.Errorf("sign bodies: %w", err)
+	}
+	defer os.Remove(bodies)
+	o := wrkOptions{
+		bin: b.o.wrkBin, script: b.o.wrkScript, bodies: bodies,
+		url: url, conns: conns, threads: b.o.wrkThreads,
+	}
+	var warm *wrkSummary
+	if warmup > 0 {
+		o.d = warmup
+		s, err := runWrk(ctx, o)
+		if err != nil {
+			return LoadResult{}, err
+		}
+		warm = &s
+	}
+	o.d = d
+	s, err := runWrk(ctx, o)
+	if err != nil {
+		return LoadResult{}, err
+	}
+	return s.loadResult(warm, conns), nil
 }
 
 func (b *bench) startBaseline(ctx context.Context) error {
