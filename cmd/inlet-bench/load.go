@@ -206,6 +206,9 @@ func (w *worker) run(ctx context.Context, start, from, until time.Time) {
 	}
 	for seq := 0; ctx.Err() == nil; seq++ {
 		t0 := time.Now()
+		if !t0.Before(until) {
+			return
+		}
 		if interval > 0 {
 			if !due.Before(until) {
 				return
@@ -214,9 +217,6 @@ func (w *worker) run(ctx context.Context, start, from, until time.Time) {
 				return
 			}
 			t0, due = due, due.Add(interval)
-		}
-		if !t0.Before(until) {
-			return
 		}
 		code, err := w.do(seq)
 		t1 := time.Now()
