@@ -398,13 +398,19 @@ func (in *inlet) check(ctx context.Context, mode, prefix string, s0, s1 snapshot
 	if err != nil {
 		return c, fmt.Errorf("count audit rows: %w", err)
 	}
+	c.judge(mode)
+	return c, nil
+}
+
+// judge sets StoredPublished and OneEventPer200 from c's counts; mode is
+// the load generator's, as check explains.
+func (c *Check) judge(mode string) {
 	c.StoredPublished = c.Messages == c.Events && c.AuditAccepted == c.Events
 	if mode == loadGo {
 		c.OneEventPer200 = c.StoredPublished && c.Events == c.OK && c.DistinctIDs == c.OK
 	} else {
 		c.OneEventPer200 = c.StoredPublished && c.DistinctIDs == 0 && c.Events >= c.OK && c.Events <= c.OK+c.Unanswered
 	}
-	return c, nil
 }
 
 // settle waits until inlet has stopped committing events: no new audit
