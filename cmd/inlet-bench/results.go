@@ -257,15 +257,24 @@ func report(w io.Writer, r Results) {
 		r.Machine.CPUs, r.Machine.CPU, strings.TrimPrefix(r.Machine.Go, "go"), r.Machine.Postgres, r.Database,
 		d.Fsync, d.SynchronousCommit, d.FullPageWrites, r.NATS, d.NATSStorage)
 	fmt.Fprintf(w, "load generator on the same CPUs: %s\n\n", load)
+	wrk := r.Load.Mode == loadWrk
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "conns\tbaseline req/s\tinlet req/s\tratio\tp50 ms\tp99 ms\tbaseline p50/p99 ms\terrors\tRSS MB\tbatch\t200s\tunanswered\tevents\tmessages\tbacklog at stop\tdrained in s\t")
+	fmt.Fprint(tw, "conns\tbaseline req/s\tinlet req/s\tratio\tp50 ms\tp99 ms\tbaseline p50/p99 ms\terrors\tRSS MB\tbatch\t200s\t")
+	if wrk {
+		fmt.Fprint(tw, "unanswered\t")
+	}
+	fmt.Fprintln(tw, "events\tmessages\tbacklog at stop\tdrained in s\t")
 	for _, s := range r.Summary {
-		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.3f\t%.2f\t%.1f\t%.2f/%.1f\t%d\t%.0f\t%.1f\t%d\t%d\t%d\t%d\t%d\t%.2f\t\n",
+		fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.3f\t%.2f\t%.1f\t%.2f/%.1f\t%d\t%.0f\t%.1f\t%d\t",
 			s.Conns, s.BaselineRPS, s.InletRPS, s.Ratio, s.P50, s.P99, s.BaseP50, s.BaseP99,
-			s.Errors, s.RSSMB, s.MeanBatch, s.OK, s.Unanswered, s.Events, s.Messages, s.BacklogMax, s.DrainMaxS)
+			s.Errors, s.RSSMB, s.MeanBatch, s.OK)
+		if wrk {
+			fmt.Fprintf(tw, "%d\t", s.Unanswered)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%d\t%.2f\t\n", s.Events, s.Messages, s.BacklogMax, s.DrainMaxS)
 	}
 	tw.Flush()
-	if r.Load.Mode == loadWrk {
+	if wrk {
 		fmt.Fprintln(w, "(unanswered: requests wrk wrote but whose answers it did not read, in flight when it stopped; inlet may have stored them)")
 	}
 	if len(r.Summary) > 0 && r.Summary[0].Before != nil {

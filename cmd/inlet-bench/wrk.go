@@ -137,10 +137,12 @@ func parseWrk(out []byte) (wrkSummary, error) {
 	return s, fmt.Errorf("no %q line in wrk's output", strings.TrimSpace(wrkMarker))
 }
 
-// wrkVersion returns the first line of what wrk says about itself.
+// wrkVersion returns what wrk says about itself, such as
+// "wrk debian/4.1.0-3+b2 [epoll]", without the copyright.
 func wrkVersion(ctx context.Context, bin string) string {
 	out, _ := exec.CommandContext(ctx, bin, "-v").CombinedOutput()
 	line, _, _ := strings.Cut(string(out), "\n")
+	line, _, _ = strings.Cut(line, " Copyright")
 	return strings.TrimSpace(line)
 }
 
