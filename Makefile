@@ -31,9 +31,10 @@ vet:
 	$(GO) vet ./...
 
 # The load benchmark (not a test): inlet on embedded PostgreSQL and NATS (or
-# DATABASE_URL and NATS_URL), a bare Echo baseline and a load generator on
-# this machine, 3 rounds at 1, 64 and 256 connections; prints the table and
-# writes bench/results/. BENCH_FLAGS go to inlet-bench run. README: Performance.
+# DATABASE_URL and NATS_URL), a bare Echo baseline and wrk (installed when
+# missing; BENCH_FLAGS=-load go for the Go generator) on this machine, 3
+# rounds at 1, 64 and 256 connections; prints the table and writes
+# bench/results/. BENCH_FLAGS go to inlet-bench run. bench/README.md.
 bench:
 	@GO=$(GO) scripts/bench.sh $(BENCH_FLAGS)
 

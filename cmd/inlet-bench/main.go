@@ -1,15 +1,18 @@
 // Command inlet-bench measures inlet under load. Its subcommands are:
 //
-//	run       start inlet, a bare Echo baseline and the load generator, drive
-//	          signed webhooks through the whole pipeline at several
-//	          connection counts for several rounds, check that every 200 has
-//	          its event row and stream message, and print and save the results
+//	run       start inlet, a bare Echo baseline and a load generator (wrk
+//	          with bench/wrk/signed.lua, or the load command), drive signed
+//	          webhooks through the whole pipeline at several connection
+//	          counts for several rounds, check that every 200 has its event
+//	          row and stream message, and print and save the results
 //	baseline  serve a bare Echo v4 handler that answers 200 without reading
 //	          the body
-//	load      send signed webhooks over N keep-alive connections and print
-//	          the counts and latency percentiles as JSON
+//	load      send signed webhooks over N keep-alive connections, closed
+//	          loop or at a fixed rate, and print the counts and latency
+//	          percentiles as JSON
 //
-// `make bench` builds inlet and this command and calls `inlet-bench run`.
+// `make bench` builds inlet and this command and calls `inlet-bench run`;
+// bench/README.md explains what it measures.
 // The benchmark is not a test: nothing in `make test` times anything.
 package main
 
@@ -41,7 +44,7 @@ const usage = `usage: inlet-bench command [flags]
 commands:
   run       the whole benchmark (what make bench runs)
   baseline  a bare Echo server, the yardstick of each round
-  load      the load generator
+  load      the Go load generator (run -load go)
 
 'inlet-bench command -h' lists a command's flags.
 `
