@@ -89,8 +89,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if o.rate != 0 {
 			return errors.New("-rate needs -load go: wrk keeps every connection busy")
 		}
-		if o.bodies < 1 {
-			return errors.New("-bodies must be at least 1")
+		if o.bodies < 1 || o.wrkThreads < 1 {
+			return errors.New("-bodies and -wrk-threads must be at least 1")
 		}
 		if _, err := exec.LookPath(o.wrkBin); err != nil {
 			return fmt.Errorf("-load wrk: %w (scripts/ensure-wrk.sh installs it; -load go needs no wrk)", err)
@@ -157,7 +157,7 @@ func (b *bench) run(ctx context.Context) error {
 	switch b.o.loadGen {
 	case loadWrk:
 		b.res.Load.Version = wrkVersion(ctx, b.o.wrkBin)
-		b.res.Load.Threads = max(1, b.o.wrkThreads)
+		b.res.Load.Threads = b.o.wrkThreads
 		b.res.Load.Script = b.o.wrkScript
 		b.res.Load.Bodies = b.o.bodies
 		b.res.Load.SignatureHeader = "X-Hub-Signature-256"
