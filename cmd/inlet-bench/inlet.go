@@ -318,7 +318,7 @@ func (in *inlet) scrape(ctx context.Context) (map[string]float64, error) {
 	return m, sc.Err()
 }
 
-// backlog counts the outbox rows, the events not yet acknowledged by
+// backlog counts the events after the publish position, those not yet acknowledged by
 // JetStream.
 func (in *inlet) backlog(ctx context.Context) (int64, error) {
 	var n int64
@@ -326,7 +326,7 @@ func (in *inlet) backlog(ctx context.Context) (int64, error) {
 	return n, err
 }
 
-// drain waits until the outbox is empty and returns how long that took.
+// drain waits until every event is published and returns how long that took.
 func (in *inlet) drain(ctx context.Context) (time.Duration, error) {
 	start := time.Now()
 	for {
@@ -338,7 +338,7 @@ func (in *inlet) drain(ctx context.Context) (time.Duration, error) {
 			return time.Since(start), nil
 		}
 		if time.Since(start) > 2*time.Minute {
-			return 0, fmt.Errorf("outbox still holds %d events after 2 minutes", n)
+			return 0, fmt.Errorf("%d events still unpublished after 2 minutes", n)
 		}
 		if err := sleep(ctx, 20*time.Millisecond); err != nil {
 			return 0, err
@@ -425,7 +425,8 @@ func (in *inlet) settle(ctx context.Context) error {
 	for {
 		var id, outbox int64
 		err := in.db.QueryRowContext(ctx,
-			`SELECT (SELECT coalesce(max(id), 0) FROM audit_log), (SELECT count(*) FROM outbox)`).Scan(&id, &outbox)
+			`SELECT (SELECT coalesce(max(id), 0) FROM audit_log),
+				(SELECT count(*) FROM events e, publish_position p WHERE (e.xid, e.seq) > (p.xid, p.seq))`).Scan(&id, &outbox)
 		if err != nil {
 			return fmt.Errorf("wait for inlet to settle: %w", err)
 		}
