@@ -12,6 +12,7 @@ import (
 	"github.com/inlet-dev/inlet/pkg/problem"
 	"github.com/inlet-dev/inlet/pkg/store"
 	"github.com/inlet-dev/inlet/pkg/store/storetest"
+	"github.com/inlet-dev/inlet/pkg/trigger"
 )
 
 // publicRoutes answer without a token.
@@ -50,6 +51,9 @@ func TestUnauthenticatedRequestsGet401(t *testing.T) {
 		{"token with space", "Bearer " + v.token + " x"},
 		{"token without scheme", v.token},
 		{"unknown token", "Bearer inlet_unknown"},
+		// Well formed, random, never issued: the shape of a real token
+		// buys nothing.
+		{"never issued", "Bearer " + store.TokenPrefix + trigger.RandomString(store.TokenLen-len(store.TokenPrefix))},
 		{"token with a suffix", "Bearer " + v.token + "x"},
 		{"revoked token", "Bearer " + string(revokedToken)},
 	}
@@ -72,8 +76,8 @@ func TestUnauthenticatedRequestsGet401(t *testing.T) {
 			})
 		}
 	}
-	if checked < 16 {
-		t.Fatalf("checked %d routes, want every authenticated route (at least 16)", checked)
+	if checked < 28 {
+		t.Fatalf("checked %d routes, want every authenticated route (at least 28)", checked)
 	}
 
 	// Paths and methods that do not exist answer 401 too, and 404 only
