@@ -91,3 +91,13 @@ func TestEventSizesThroughInlet(t *testing.T) {
 		})
 	}
 }
+
+// TestDependencyGauges: inlet_dependency_up says, without anyone asking
+// /readyz, that the database and NATS answer.
+func TestDependencyGauges(t *testing.T) {
+	e := newEnv(t)
+	for _, dep := range []string{"database", "nats"} {
+		name := `inlet_dependency_up{dependency="` + dep + `"}`
+		eventually(t, 15*time.Second, name+" = 1", func() bool { return relMetric(relScrape(t, e.base), name) == 1 })
+	}
+}

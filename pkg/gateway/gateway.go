@@ -150,6 +150,7 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g.cancel = cancel
 	g.goBackground(func() { g.ensureStream(bg, js) })
+	g.goBackground(func() { g.watchDependencies(bg, js) })
 	g.goBackground(func() {
 		if err := g.pub.Run(bg); err != nil {
 			logger.Error("publisher stopped", slog.Any("err", err))
@@ -332,6 +333,29 @@ func (g *Gateway) ensureStream(ctx context.Context, js jetstream.JetStream) {
 		case <-ctx.Done():
 			return
 		case <-time.After(delay):
+		}
+	}
+}
+
+// watchDependencies sets inlet_dependency_up every ten seconds, so that an
+// alert does not depend on someone asking /readyz.
+func (g *Gateway) watchDependencies(ctx context.Context, js jetstream.JetStream) {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		for name, err := range map[string]error{"database": g.db.PingContext(cctx), "nats": g.natsReady(cctx, js)} {
+			up := 0.0
+			if err == nil {
+				up = 1
+			}
+			g.metrics.DependencyUp.WithLabelValues(name).Set(up)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }
