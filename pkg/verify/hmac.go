@@ -102,7 +102,33 @@ func parsePrefixedHex(v string) (prefix string, digest []byte, ok bool) {
 
 // verifyPrefixedHex checks the value of header name, "<algorithm>=<hex>" or
 // "<hex>", against HMAC-alg of the concatenated parts under every secret.
+//
+// The value may list several signatures separated by commas, as inlet's
+// own forwarding sends while a destination's secret is rotated ("sha256=new,
+// sha256=old"); one that matches is enough, and at most maxSignatures are
+// tried.
 func verifyPrefixedHex(name, value string, alg algorithm, secrets [][]byte, parts ...[]byte) *Error {
+	if !strings.Contains(value, ",") {
+		return verifyOnePrefixedHex(name, value, alg, secrets, parts...)
+	}
+	var first *Error
+	for i, v := range strings.Split(value, ",") {
+		if i == maxSignatures {
+			break
+		}
+		err := verifyOnePrefixedHex(name, strings.TrimSpace(v), alg, secrets, parts...)
+		if err == nil {
+			return nil
+		}
+		// A mismatch says more than a malformed neighbour.
+		if first == nil || (first.Reason != ReasonMismatch && err.Reason == ReasonMismatch) {
+			first = err
+		}
+	}
+	return first
+}
+
+func verifyOnePrefixedHex(name, value string, alg algorithm, secrets [][]byte, parts ...[]byte) *Error {
 	prefix, digest, ok := parsePrefixedHex(value)
 	if !ok {
 		return fail(ReasonMalformed, "%s header is not %s=<hex> or <hex>", name, alg.name)

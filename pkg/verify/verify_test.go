@@ -81,6 +81,11 @@ func defaultCases() []verifyCase {
 		row("odd hex length", "", ReasonMalformed, "X-Webhook-Signature", hex256[1:]),
 		row("too long", "", ReasonMalformed, "X-Webhook-Signature", hex256+hex256+hex256),
 		row("unknown algorithm configured", "md5", ReasonUnknownPreset, "X-Webhook-Signature", hex256),
+		row("two signatures, the second right", "", "", "X-Webhook-Signature", "sha256="+strings.Repeat("0", 64)+", sha256="+hex256),
+		row("two signatures, the first right", "", "", "X-Signature", hex256+","+strings.Repeat("1", 64)),
+		row("two wrong signatures", "", ReasonMismatch, "X-Webhook-Signature", "sha256="+strings.Repeat("0", 64)+",sha256="+strings.Repeat("1", 64)),
+		row("a malformed and a wrong signature", "", ReasonMismatch, "X-Webhook-Signature", "sha256=xyz,sha256="+strings.Repeat("1", 64)),
+		row("the right one after sixteen", "", ReasonMismatch, "X-Webhook-Signature", strings.Repeat(strings.Repeat("0", 64)+",", 16)+hex256),
 		custom("custom header", "X-Acme-Signature", "", "X-Acme-Signature", "sha256="+hex256),
 		custom("custom header is the only one read", "X-Acme-Signature", ReasonMissing, "X-Webhook-Signature", "sha256="+hex256),
 	)
