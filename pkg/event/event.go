@@ -106,20 +106,30 @@ func NewID(now time.Time, rnd io.Reader) (string, error) {
 }
 
 // MustNewID is NewID with crypto/rand, which does not fail on Linux.
-func MustNewID(now time.Time) string {
-	id, err := NewID(now, rand.Reader)
-	if err != nil {
+func MustNewID(now time.Time) string { return NewPrefixedID("evt_", now) }
+
+// NewPrefixedID returns prefix and 26 characters made as NewID makes them,
+// with crypto/rand: the ids of destinations ("dst_") and deliveries
+// ("dlv_") have the form of event ids.
+func NewPrefixedID(prefix string, now time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[0:8], uint64(now.UnixMilli())<<16)
+	if _, err := io.ReadFull(rand.Reader, b[6:]); err != nil {
 		panic("crypto/rand: " + err.Error())
 	}
-	return id
+	return prefix + encode(b)
 }
 
 // ValidID reports whether id has the form NewID gives it.
-func ValidID(id string) bool {
-	if len(id) != 30 || id[:4] != "evt_" {
+func ValidID(id string) bool { return ValidPrefixedID("evt_", id) }
+
+// ValidPrefixedID reports whether id is prefix and 26 characters of
+// Crockford base32, the form NewPrefixedID gives it.
+func ValidPrefixedID(prefix, id string) bool {
+	if len(id) != len(prefix)+26 || !strings.HasPrefix(id, prefix) {
 		return false
 	}
-	for i := 4; i < len(id); i++ {
+	for i := len(prefix); i < len(id); i++ {
 		if !strings.ContainsRune(crockford, rune(id[i])) {
 			return false
 		}
