@@ -31,6 +31,13 @@ type Metrics struct {
 	SetAsideTotal      prometheus.Counter
 	SetAside           prometheus.Gauge
 	DependencyUp       *prometheus.GaugeVec // dependency
+
+	DeliveryAttempts  *prometheus.CounterVec   // destination, result
+	DeliveryDuration  *prometheus.HistogramVec // destination
+	DeliveriesPending *prometheus.GaugeVec     // destination
+	DeliveryOldest    *prometheus.GaugeVec     // destination
+	DeliveriesFailed  *prometheus.CounterVec   // destination
+	CircuitOpen       *prometheus.GaugeVec     // destination
 }
 
 // New registers the collectors, plus Go and process collectors, on a fresh
@@ -115,10 +122,36 @@ func New(queued func() float64) *Metrics {
 			Name: "inlet_dependency_up",
 			Help: "Whether a dependency answered its last readiness check (1) or not (0).",
 		}, []string{"dependency"}),
+		DeliveryAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "inlet_delivery_attempts_total",
+			Help: "Attempts to deliver events to destinations, by destination id and result (success, failure, timeout, refused).",
+		}, []string{"destination", "result"}),
+		DeliveryDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "inlet_delivery_attempt_duration_seconds",
+			Help:    "Time an attempt took, from the request to the end of the answer read.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"destination"}),
+		DeliveriesPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "inlet_deliveries_pending",
+			Help: "Deliveries not yet succeeded or failed, by destination.",
+		}, []string{"destination"}),
+		DeliveryOldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "inlet_delivery_oldest_pending_age_seconds",
+			Help: "Age of the oldest pending delivery, by destination.",
+		}, []string{"destination"}),
+		DeliveriesFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "inlet_deliveries_failed_total",
+			Help: "Deliveries that failed after their last scheduled retry, by destination.",
+		}, []string{"destination"}),
+		CircuitOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "inlet_destination_circuit_open",
+			Help: "1 while a destination's circuit breaker holds attempts.",
+		}, []string{"destination"}),
 	}
 	r.MustRegister(m.Requests, m.RequestDuration, m.AuditDropped, m.AuditAggregated, m.WriteQueue, m.WriteQueueCapacity, m.BatchSize, m.BatchDuration,
 		m.BatchErrors, m.Published, m.PublishErrors, m.PublishLag, m.OutboxBacklog, m.OutboxOldest,
 		m.PayloadOmitted, m.SetAsideTotal, m.SetAside, m.DependencyUp,
+		m.DeliveryAttempts, m.DeliveryDuration, m.DeliveriesPending, m.DeliveryOldest, m.DeliveriesFailed, m.CircuitOpen,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -50,7 +50,8 @@ type Result struct {
 // saying duplicate ($22) where the event was not new. Only the events that
 // were not new come back. New events take their publication position (the
 // transaction's id and a sequence number) from column defaults, in batch
-// order.
+// order, and a delivery for every destination of their trigger enabled at
+// this moment.
 const writeBatch = `
 WITH ok AS (
 	SELECT inlet_before($26) AS ok
@@ -67,6 +68,11 @@ WITH ok AS (
 	SELECT e.ord, e.id, i.id AS held, i.received_at AS held_at FROM e JOIN ins i ON i.trigger_id = e.tid AND i.delivery_id = e.did
 	UNION ALL
 	SELECT ord, id, id, at::timestamptz FROM e WHERE did IS NULL
+), queued AS (
+	INSERT INTO deliveries (id, event_id, destination_id, status, next_attempt_at)
+	SELECT inlet_new_id('dlv_'), h.id, d.id, 'pending', now()
+	FROM held h JOIN e ON e.ord = h.ord JOIN destinations d ON d.trigger_id = e.tid AND d.enabled
+	WHERE h.held = h.id
 ), audited AS (
 	INSERT INTO audit_log (received_at, trigger_id, trigger_ref, key_prefix, source_ip, user_agent,
 		status, outcome, detail, body_size, duration_ms, event_id, "count", key_id, key_label, event_count)

@@ -175,9 +175,14 @@ func (s *Store) CreateTrigger(ctx context.Context, n NewTrigger) (trigger.Trigge
 	return t, nil
 }
 
-// DeleteTrigger removes a trigger and its keys; its events stay.
+// DeleteTrigger removes a trigger, its keys and its destinations, whose
+// pending deliveries are canceled; its events stay.
 func (s *Store) DeleteTrigger(ctx context.Context, id int64) error {
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, cancelDeliveries+`
+			AND destination_id IN (SELECT id FROM destinations WHERE trigger_id = $1)`, id); err != nil {
+			return err
+		}
 		var ref string
 		if err := tx.GetContext(ctx, &ref, `DELETE FROM triggers WHERE id = $1 RETURNING ref`, id); err != nil {
 			return err
