@@ -21,6 +21,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/inlet-dev/inlet/pkg/netguard"
 	"github.com/inlet-dev/inlet/pkg/secret"
 )
 
@@ -47,6 +48,10 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// TrustedProxies lists the CIDRs whose X-Forwarded-For header is believed.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// DestinationAllowCIDRs lists the CIDRs destinations may reach
+	// although they are loopback, private, link-local or otherwise
+	// refused (see package netguard).
+	DestinationAllowCIDRs []string `yaml:"destination_allow_cidrs"`
 	// DatabaseURL points at an external PostgreSQL; empty runs an embedded one.
 	// It may carry a password: log the Config, never this field on its own.
 	DatabaseURL string `yaml:"database_url"`
@@ -147,6 +152,13 @@ func (c Config) PublicBaseURL() string {
 	return "http://" + net.JoinHostPort(host, port)
 }
 
+// DestinationAllowList returns DestinationAllowCIDRs parsed; Validate has
+// checked them.
+func (c Config) DestinationAllowList() []netip.Prefix {
+	p, _ := netguard.ParseAllowList(strings.Join(c.DestinationAllowCIDRs, ","))
+	return p
+}
+
 // TrustedProxyPrefixes returns TrustedProxies parsed. Entries that do not
 // parse are left out; a Config returned by Load has none.
 func (c Config) TrustedProxyPrefixes() []netip.Prefix {
@@ -169,6 +181,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("packs_dir", c.PacksDir),
 		slog.String("data_dir", c.DataDir),
 		slog.String("trusted_proxies", strings.Join(c.TrustedProxies, ",")),
+		slog.String("destination_allow_cidrs", strings.Join(c.DestinationAllowCIDRs, ",")),
 		slog.String("database_url", redactURL(c.DatabaseURL)),
 		slog.String("nats_url", redactURL(c.NATSURL)),
 		slog.String("admin_token", c.AdminToken.String()),
@@ -272,6 +285,9 @@ func (c Config) Validate() error {
 				bad("trusted_proxies", "%q is not a CIDR such as \"10.0.0.0/8\"", s)
 			}
 		}
+	}
+	if _, err := netguard.ParseAllowList(strings.Join(c.DestinationAllowCIDRs, ",")); err != nil {
+		bad("destination_allow_cidrs", "%v", err)
 	}
 
 	switch {

@@ -65,6 +65,7 @@ func TestValidate(t *testing.T) {
 				c.PacksDir = ""
 				c.DataDir = ""
 				c.TrustedProxies = []string{"10.0.0.0/8", "not-a-cidr", "192.168.0.0/33"}
+				c.DestinationAllowCIDRs = []string{"10.0.0.0/8", "example.com"}
 				c.Stream = "inlet.events"
 				c.SubjectPrefix = "inlet.*"
 				c.StreamReplicas = -1
@@ -87,6 +88,7 @@ func TestValidate(t *testing.T) {
 				"data_dir (INLET_DATA_DIR): must not be empty",
 				`trusted_proxies (INLET_TRUSTED_PROXIES): "not-a-cidr" is not a CIDR`,
 				`trusted_proxies (INLET_TRUSTED_PROXIES): "192.168.0.0/33" is not a CIDR`,
+				`destination_allow_cidrs (INLET_DESTINATION_ALLOW_CIDRS): `,
 				`stream (INLET_STREAM): "inlet.events" must not contain`,
 				`subject_prefix (INLET_SUBJECT_PREFIX): "inlet.*" must not contain whitespace or the wildcards`,
 				"stream_replicas (INLET_STREAM_REPLICAS): must be between 1 and 5, got -1",

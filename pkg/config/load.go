@@ -39,6 +39,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.DataDir }},
 		{"trusted_proxies", "INLET_TRUSTED_PROXIES", "trusted-proxies", "comma-separated CIDRs whose X-Forwarded-For is believed",
 			func(c *Config) any { return &c.TrustedProxies }},
+		{"destination_allow_cidrs", "INLET_DESTINATION_ALLOW_CIDRS", "", "comma-separated CIDRs destinations may reach although loopback, private or link-local",
+			func(c *Config) any { return &c.DestinationAllowCIDRs }},
 		{"database_url", "DATABASE_URL", "database-url", "external PostgreSQL URL; empty runs an embedded PostgreSQL",
 			func(c *Config) any { return &c.DatabaseURL }},
 		{"nats_url", "NATS_URL", "nats-url", "external NATS URL; empty runs an embedded NATS server",
@@ -280,6 +282,9 @@ func load(cmd *Command, args []string, getenv func(string) string, usageOut io.W
 	// An empty list from any source means none; keep one spelling of it.
 	if len(c.TrustedProxies) == 0 {
 		c.TrustedProxies = nil
+	}
+	if len(c.DestinationAllowCIDRs) == 0 {
+		c.DestinationAllowCIDRs = nil
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, flags, err

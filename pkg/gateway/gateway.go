@@ -29,7 +29,9 @@ import (
 	"github.com/inlet-dev/inlet/pkg/config"
 	"github.com/inlet-dev/inlet/pkg/embednats"
 	"github.com/inlet-dev/inlet/pkg/embedpg"
+	"github.com/inlet-dev/inlet/pkg/forward"
 	"github.com/inlet-dev/inlet/pkg/metrics"
+	"github.com/inlet-dev/inlet/pkg/netguard"
 	"github.com/inlet-dev/inlet/pkg/problem"
 	"github.com/inlet-dev/inlet/pkg/publish"
 	"github.com/inlet-dev/inlet/pkg/receiver"
@@ -50,6 +52,7 @@ type Gateway struct {
 	store   *store.Store
 	writer  *store.Writer
 	pub     *publish.Publisher
+	fwd     *forward.Forwarder
 	rcv     *receiver.Handler
 	srv     *http.Server
 	ln      net.Listener
@@ -130,10 +133,18 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 	g.pub = publish.New(g.store, js, publish.Options{
 		Stream: cfg.Stream, SubjectPrefix: cfg.SubjectPrefix, Metrics: g.metrics,
 	}, logger)
+	g.fwd = forward.New(forward.Options{
+		Store: g.store, Guard: netguard.New(cfg.DestinationAllowList()), UserAgent: "inlet/" + Version(),
+		Metrics: g.metrics, Logger: logger,
+	})
 	rcv := receiver.New(receiver.Options{
 		Store: g.store, Writer: g.writer, PublicURL: cfg.PublicBaseURL(),
 		UnknownKeyLimit: cfg.UnknownKeyLimit, IPRateLimit: cfg.IPRateLimit, TrustedProxies: cfg.TrustedProxyPrefixes(),
-		Metrics: g.metrics, Logger: logger, OnCommit: g.pub.Kick,
+		Metrics: g.metrics, Logger: logger,
+		OnCommit: func(triggerID int64) {
+			g.pub.Kick()
+			g.fwd.Kick(triggerID)
+		},
 	})
 	g.rcv = rcv
 	rcv.Warm(ctx)
@@ -141,7 +152,7 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 	e := g.echo()
 	rcv.Register(e)
 	api.New(api.Options{
-		Store: g.store, PublicURL: cfg.PublicBaseURL(), Metrics: g.metrics, Logger: logger,
+		Store: g.store, PublicURL: cfg.PublicBaseURL(), Metrics: g.metrics, Logger: logger, Forwarder: g.fwd,
 		Ready: func(ctx context.Context) map[string]error {
 			return map[string]error{"database": g.db.PingContext(ctx), "nats": g.natsReady(ctx, js)}
 		},
@@ -157,7 +168,21 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 		}
 	})
 	g.goBackground(func() {
-		err := store.Listen(bg, dsn, store.ChannelTriggers, logger, func(p string) { rcv.Invalidate(bg, p) }, func() { rcv.Reset(bg) })
+		if err := g.fwd.Run(bg); err != nil {
+			logger.Error("forwarder stopped", slog.Any("err", err))
+		}
+	})
+	g.goBackground(func() {
+		// A destination's changes are announced on the triggers' channel.
+		changed := func(p string) {
+			rcv.Invalidate(bg, p)
+			g.fwd.Refresh()
+		}
+		reset := func() {
+			rcv.Reset(bg)
+			g.fwd.Refresh()
+		}
+		err := store.Listen(bg, dsn, store.ChannelTriggers, logger, changed, reset)
 		if err != nil {
 			logger.Error("trigger change listener stopped", slog.Any("err", err))
 		}
@@ -456,6 +481,17 @@ const stopReserve = 5 * time.Second
 // embedded servers.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	var errs []error
+	// The forwarder stops claiming now and lets its attempts finish
+	// while the rest drains, keeping the reserve like the flush.
+	forwarded := make(chan error, 1)
+	go func() {
+		fctx, cancel := context.WithCancel(ctx)
+		if d, ok := ctx.Deadline(); ok {
+			fctx, cancel = context.WithDeadline(ctx, d.Add(-min(stopReserve, time.Until(d)/2)))
+		}
+		defer cancel()
+		forwarded <- g.fwd.Close(fctx)
+	}()
 	if err := g.srv.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 	}
@@ -477,6 +513,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		}
 	} else {
 		g.logger.Warn("nats unreachable at shutdown: unpublished events stay in the outbox")
+	}
+	if err := <-forwarded; err != nil {
+		errs = append(errs, err)
 	}
 	g.cancel()
 	g.wg.Wait()

@@ -55,9 +55,9 @@ type Options struct {
 	TrustedProxies []netip.Prefix
 	Metrics        *metrics.Metrics
 	Logger         *slog.Logger
-	// OnCommit, if set, is called after an event is committed (it wakes the
-	// publisher).
-	OnCommit func()
+	// OnCommit, if set, is called with the trigger's id after an event is
+	// committed (it wakes the publisher and the forwarder).
+	OnCommit func(triggerID int64)
 	// StoreWait bounds how long a request waits for a key lookup (and twice
 	// that for its commit) before answering 503, so that a database that
 	// stops answering cannot hold requests indefinitely; the first such
@@ -478,7 +478,7 @@ func (h *Handler) accept(c echo.Context, rq *request, raw json.RawMessage, hdr h
 		return h.failed(c, rq, err)
 	}
 	if h.o.OnCommit != nil && !res.Duplicate {
-		h.o.OnCommit()
+		h.o.OnCommit(wh.triggerID)
 	}
 	oc := outcome.Accepted
 	if res.Duplicate {
