@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/inlet-dev/inlet/pkg/forward"
 	"github.com/inlet-dev/inlet/pkg/metrics"
 	"github.com/inlet-dev/inlet/pkg/outcome"
 	"github.com/inlet-dev/inlet/pkg/problem"
@@ -36,6 +37,9 @@ type Options struct {
 	// there is nothing to check.
 	Ready  func(ctx context.Context) map[string]error
 	Logger *slog.Logger
+	// Forwarder sends destinations' test requests and is woken by manual
+	// retries; nil answers the test route with 503.
+	Forwarder *forward.Forwarder
 }
 
 // API is the management API. It is safe for concurrent use once
@@ -46,6 +50,7 @@ type API struct {
 	metrics   *metrics.Metrics
 	ready     func(ctx context.Context) map[string]error
 	log       *slog.Logger
+	forwarder *forward.Forwarder
 
 	// now is the clock used for secret rotation; tests replace it.
 	now func() time.Time
@@ -64,6 +69,7 @@ func New(o Options) *API {
 		publicURL: o.PublicURL,
 		metrics:   o.Metrics,
 		ready:     o.Ready,
+		forwarder: o.Forwarder,
 		log:       logger.With("component", "api"),
 		now:       time.Now,
 	}

@@ -8,8 +8,8 @@ import (
 // readiness probes, /metrics and /api/v1/openapi.json to e. The receiver,
 // POST /api/v1/webhooks/:webhook_key, is registered by package receiver.
 //
-// Every route under /api/v1/triggers and /api/v1/events requires a bearer
-// token, checked before anything else, so that an unauthenticated request
+// Every route under /api/v1 but the receiver and the OpenAPI document
+// requires a bearer token, checked before anything else, so that an unauthenticated request
 // gets 401 even for a path or method that does not exist there.
 func (a *API) Register(e *echo.Echo) {
 	e.GET("/healthz", a.healthz)
@@ -36,10 +36,26 @@ func (a *API) Register(e *echo.Echo) {
 		tr.POST(w+"/keys", a.createKey)
 		tr.DELETE(w+"/keys/:id", a.revokeKey)
 	}
+	tr.GET("/:ref/destinations", a.listDestinations)
+	tr.POST("/:ref/destinations", a.createDestination)
+
+	ds := e.Group("/api/v1/destinations", a.auth)
+	ds.GET("/:id", a.getDestination)
+	ds.PATCH("/:id", a.patchDestination)
+	ds.DELETE("/:id", a.deleteDestination)
+	ds.POST("/:id/rotate-secret", a.rotateDestinationSecret)
+	ds.POST("/:id/test", a.testDestination)
+	ds.GET("/:id/deliveries", a.listDestinationDeliveries)
+	ds.POST("/:id/recover", a.recoverDeliveries)
+
+	dl := e.Group("/api/v1/deliveries", a.auth)
+	dl.GET("/:id", a.getDelivery)
+	dl.POST("/:id/retry", a.retryDelivery)
 
 	ev := e.Group("/api/v1/events", a.auth)
 	ev.GET("", a.listEvents)
 	ev.GET("/:id", a.getEvent)
+	ev.GET("/:id/deliveries", a.eventDeliveries)
 
 	e.GET("/api/v1/audit", a.listAudit, a.auth)
 	e.GET("/api/v1/activity", a.listActivity, a.auth)
