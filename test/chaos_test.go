@@ -41,6 +41,8 @@ type chaosRig struct {
 	token  string
 	load   *relLoad
 	leaks  *leakFinder
+	// sink receives every event of both triggers through a destination.
+	sink *sink
 }
 
 func newChaosRig(t *testing.T, bin string) *chaosRig {
@@ -57,9 +59,11 @@ func newChaosRig(t *testing.T, bin string) *chaosRig {
 		"INLET_PACKS_DIR":        "../packs",
 		"INLET_DATA_DIR":         t.TempDir(),
 		"INLET_SHUTDOWN_TIMEOUT": "30s",
+		// The sink listens on loopback.
+		"INLET_DESTINATION_ALLOW_CIDRS": "127.0.0.0/8",
 	})
 	p.start()
-	r := &chaosRig{p: p, stream: ns.Stream, token: token, leaks: newLeakFinder()}
+	r := &chaosRig{p: p, stream: ns.Stream, token: token, leaks: newLeakFinder(), sink: newSink(t)}
 	r.db = sqlx.MustConnect("postgres", dsn)
 	t.Cleanup(func() { r.db.Close() })
 	nc, err := nats.Connect(ns.URL)
@@ -72,6 +76,15 @@ func newChaosRig(t *testing.T, bin string) *chaosRig {
 	dk, ds := relSignedTrigger(t, p.base(), token, "myapp.deployment_complete", "")
 	gk, gs := relSignedTrigger(t, p.base(), token, "github.push", "github")
 	r.load = newRelLoad(p.base(), relDeploymentSender(dk, ds), relGitHubSender(gk, gs))
+	for _, ref := range []string{"myapp.deployment_complete", "github.push"} {
+		// A short timeout keeps the lease of an attempt cut by a kill
+		// short: its delivery is taken over sooner.
+		st, b, _ := relCall(t, p.base(), token, "POST", "/api/v1/triggers/"+ref+"/destinations",
+			map[string]any{"name": "sink", "url": r.sink.srv.URL, "timeout_seconds": 2, "retry_schedule_seconds": []int{1, 1, 1}})
+		if st != http.StatusCreated {
+			t.Fatalf("create destination: %d %s", st, b)
+		}
+	}
 	r.leaks.add("admin token", token, 0)
 	r.leaks.add("deployment key", dk, trigger.KeyPrefixLen)
 	r.leaks.add("github key", gk, trigger.KeyPrefixLen)
@@ -100,6 +113,11 @@ func (r *chaosRig) finish(t *testing.T, mode accountMode) relFigures {
 	if err := r.db.Get(&events, `SELECT count(*) FROM events`); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, 90*time.Second, "every delivery made", func() bool {
+		var n int
+		return r.db.Get(&n, `SELECT count(*) FROM deliveries WHERE status <> 'succeeded'`) == nil && n == 0
+	})
+	repeats := r.checkDeliveries(t, events)
 	r.p.sigterm()
 	if code := r.p.wait(40 * time.Second); code != 0 {
 		t.Errorf("inlet exited with %d after SIGTERM, want 0", code)
@@ -116,7 +134,44 @@ func (r *chaosRig) finish(t *testing.T, mode accountMode) relFigures {
 	}
 	r.load.mu.Unlock()
 	r.leaks.check(t, "inlet's output", r.p.logs.String())
+	f.forwarded, f.deliveryRepeats = true, repeats
 	return f
+}
+
+// checkDeliveries checks that every event has exactly one delivery, to
+// the one destination of its trigger, and that the sink got every event
+// at least once; it returns how many requests repeated an event (at
+// least once means some may, when a kill cut an attempt whose success
+// was not yet recorded).
+func (r *chaosRig) checkDeliveries(t *testing.T, events int) int {
+	t.Helper()
+	var bad int
+	if err := r.db.Get(&bad, `SELECT count(*) FROM events e
+		WHERE (SELECT count(*) FROM deliveries d WHERE d.event_id = e.id) <> 1`); err != nil {
+		t.Fatal(err)
+	}
+	if bad != 0 {
+		t.Errorf("%d events do not have exactly one delivery", bad)
+	}
+	var ids []string
+	if err := r.db.Select(&ids, `SELECT id FROM events`); err != nil {
+		t.Fatal(err)
+	}
+	r.sink.mu.Lock()
+	defer r.sink.mu.Unlock()
+	missing, repeats := 0, 0
+	for _, id := range ids {
+		switch n := r.sink.seen[id]; {
+		case n == 0:
+			missing++
+		case n > 1:
+			repeats += n - 1
+		}
+	}
+	if missing > 0 || len(ids) != events {
+		t.Errorf("the sink never got %d of %d events", missing, len(ids))
+	}
+	return repeats
 }
 
 // TestChaos drives signed webhooks at a real inlet process, built once, and

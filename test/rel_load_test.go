@@ -236,11 +236,19 @@ func (l *relLoad) resolve(t *testing.T, timeout time.Duration) {
 // relFigures are what a reliability run produced, for the README.
 type relFigures struct {
 	requests, accepted, cut, otherStatus, deliveries, events, messages, audit int
+	// forwarded is set when every event was also forwarded to a
+	// destination; deliveryRepeats counts the requests it got twice.
+	forwarded       bool
+	deliveryRepeats int
 }
 
 func (f relFigures) String() string {
-	return fmt.Sprintf("requests sent %d, answered 200 %d, cut without answer %d, other answers %d; deliveries %d, events stored %d, messages published %d, audit rows %d",
+	s := fmt.Sprintf("requests sent %d, answered 200 %d, cut without answer %d, other answers %d; deliveries %d, events stored %d, messages published %d, audit rows %d",
 		f.requests, f.accepted, f.cut, f.otherStatus, f.deliveries, f.events, f.messages, f.audit)
+	if f.forwarded {
+		s += fmt.Sprintf("; forwarded to a destination, %d repeated", f.deliveryRepeats)
+	}
+	return s
 }
 
 // accountFor checks that the database and the stream hold exactly what the
