@@ -56,6 +56,8 @@ func (a *API) Register(e *echo.Echo) {
 	ev.GET("", a.listEvents)
 	ev.GET("/:id", a.getEvent)
 	ev.GET("/:id/deliveries", a.eventDeliveries)
+	ev.POST("/replay", a.replayRange)
+	ev.POST("/:id/replay", a.replayEvent)
 
 	e.GET("/api/v1/audit", a.listAudit, a.auth)
 	e.GET("/api/v1/activity", a.listActivity, a.auth)
