@@ -16,11 +16,13 @@ var settingsFields = fieldSet{
 		"enabled": nil, "algorithm": nil, "secret": nil, "preset": nil, "header": nil,
 		"tolerance_seconds": nil, "rotation_grace_seconds": nil,
 	},
-	"rate_limit":            {"enabled": nil, "requests": nil, "window_seconds": nil},
-	"ip_allowlist":          {"enabled": nil, "cidrs": nil},
-	"payload_size_limit_kb": nil,
-	"payload_mapping":       nil,
-	"delivery_id":           nil,
+	"rate_limit":                {"enabled": nil, "requests": nil, "window_seconds": nil},
+	"ip_allowlist":              {"enabled": nil, "cidrs": nil},
+	"payload_size_limit_kb":     nil,
+	"payload_mapping":           nil,
+	"delivery_id":               nil,
+	"split":                     nil,
+	"expected_interval_seconds": nil,
 }
 
 // settingsPatch is a partial change of webhook settings. A nil member, or
@@ -37,6 +39,9 @@ type settingsPatch struct {
 	// mapping) and absent (keep it) differ; decodePatch fills it.
 	PayloadMapping json.RawMessage `json:"-"`
 	DeliveryID     *string         `json:"delivery_id"`
+	Split          *string         `json:"split"`
+	// ExpectedIntervalSeconds: 0 removes the expectation.
+	ExpectedIntervalSeconds *int `json:"expected_interval_seconds"`
 }
 
 // decodePatch decodes a settings patch from raw, a JSON object whose
@@ -136,6 +141,8 @@ func (p *settingsPatch) apply(s *trigger.Settings, now time.Time, prefix string)
 		s.PayloadMapping = m
 	}
 	setIf(&s.DeliveryID, p.DeliveryID)
+	setIf(&s.Split, p.Split)
+	setIf(&s.ExpectedIntervalSeconds, p.ExpectedIntervalSeconds)
 
 	var generated secret.Value
 	if s.HMAC.Enabled && s.HMAC.Secret == "" {
@@ -177,6 +184,9 @@ type settingsView struct {
 	PayloadSizeLimitKB int               `json:"payload_size_limit_kb"`
 	PayloadMapping     map[string]string `json:"payload_mapping"`
 	DeliveryID         string            `json:"delivery_id"`
+	Split              string            `json:"split"`
+	// ExpectedIntervalSeconds is 0 when no interval is expected.
+	ExpectedIntervalSeconds int `json:"expected_interval_seconds"`
 }
 
 type hmacView struct {
@@ -210,11 +220,13 @@ func viewSettings(s trigger.Settings, now time.Time) settingsView {
 			RotationGraceSeconds: int(s.HMAC.RotationGrace() / time.Second),
 			SecretSet:            s.HMAC.Secret != "",
 		},
-		RateLimit:          s.RateLimit,
-		IPAllowlist:        ipAllowlistView{Enabled: s.IPAllowlist.Enabled, CIDRs: s.IPAllowlist.CIDRs},
-		PayloadSizeLimitKB: s.PayloadSizeLimitKB,
-		PayloadMapping:     s.PayloadMapping,
-		DeliveryID:         s.DeliveryID,
+		RateLimit:               s.RateLimit,
+		IPAllowlist:             ipAllowlistView{Enabled: s.IPAllowlist.Enabled, CIDRs: s.IPAllowlist.CIDRs},
+		PayloadSizeLimitKB:      s.PayloadSizeLimitKB,
+		PayloadMapping:          s.PayloadMapping,
+		DeliveryID:              s.DeliveryID,
+		Split:                   s.Split,
+		ExpectedIntervalSeconds: s.ExpectedIntervalSeconds,
 	}
 	if exp := s.HMAC.PreviousSecretExpiresAt; s.HMAC.PreviousSecret != "" && exp != nil && now.Before(*exp) {
 		e := exp.UTC()

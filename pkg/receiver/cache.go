@@ -35,6 +35,7 @@ type webhook struct {
 	deliveryHdr   string
 	deliveryExact bool // deliveryHdr was named by the operator: no fallback
 	deliveryPath  *payload.Path
+	split         *payload.Split // nil stores a body as one event
 }
 
 func compile(t trigger.Trigger) (*webhook, error) {
@@ -71,6 +72,13 @@ func compile(t trigger.Trigger) (*webhook, error) {
 	}
 	if err := c.setDeliveryID(s); err != nil {
 		return nil, err
+	}
+	if s.Split != "" {
+		sp, err := payload.CompileSplit(s.Split)
+		if err != nil {
+			return nil, fmt.Errorf("split: %w", err)
+		}
+		c.split = sp
 	}
 	return c, nil
 }

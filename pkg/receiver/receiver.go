@@ -248,6 +248,9 @@ func (h *Handler) Handle(c echo.Context) error {
 	if wh.hmacOn && wh.hmac.Preset == "github" && r.Header.Get("X-GitHub-Event") == "ping" {
 		return h.answerHandshake(c, rq, "answered GitHub ping", map[string]any{"data": map[string]any{"ping": true, "trigger_ref": wh.ref}})
 	}
+	if wh.split != nil {
+		return h.acceptBatch(c, rq, raw, value, r.Header)
+	}
 	if wh.schema != nil {
 		if err := wh.schema.Validate(value); err != nil {
 			return h.reject(c, rq, schemaProblem(err))

@@ -16,21 +16,41 @@ import (
 )
 
 // Record is one answer of the receiver to store: its audit row and, for an
-// accepted request, its event.
+// accepted request, its event, or its events when the trigger splits a
+// request into several.
 type Record struct {
 	Event *event.Event
+	// Batch, when set instead of Event, holds the events of one request,
+	// stored all or none; each is de-duplicated on its own delivery id.
+	Batch []*event.Event
 	Audit Audit
 }
 
-// Result says what became of a Record's event.
+// events returns r's events in order.
+func (r *Record) events() []*event.Event {
+	if r.Batch != nil {
+		return r.Batch
+	}
+	if r.Event != nil {
+		return []*event.Event{r.Event}
+	}
+	return nil
+}
+
+// Result says what became of a Record's event: of its first event, for a
+// batch, whose every event has its own result in Elements.
 type Result struct {
 	// EventID is the stored event's id, or the id of the event that an
 	// earlier delivery with the same delivery id created.
-	EventID   string
+	EventID string
+	// Duplicate is set when the record stored nothing new: its event, or
+	// every event of its batch, was a duplicate.
 	Duplicate bool
 	// ReceivedAt is when the event named by EventID was received: for a
 	// duplicate, the first delivery's time.
 	ReceivedAt time.Time
+	// Elements holds a batch's results, one per event in order.
+	Elements []Result
 }
 
 // writeBatch stores a batch in one statement, which PostgreSQL runs as one
@@ -39,15 +59,17 @@ type Result struct {
 // (inlet_before), and adds the batch's requests to the statistics tables
 // under the writer's slot $27.
 //
-// Records repeating a (trigger, delivery id) of an earlier record of the
-// batch are left out of the events ($1-$8) by WriteBatch and marked in
-// $21. Every other event is inserted; one whose delivery id is already
-// stored, by a transaction committed before or concurrently, updates that
-// row to itself instead, which returns the stored row's id (and waits for a
-// concurrent inserter, as DO NOTHING would). So every event row of $1-$8
-// comes back from ins, and held names the event that holds each delivery:
-// the new one, or the first. Every record gets its audit row ($9-$21),
-// saying duplicate ($22) where the event was not new. Only the events that
+// Events ($1-$8, with $21 the ordinal of each one's record) repeating a
+// (trigger, delivery id) of an earlier event of the batch are left out by
+// WriteBatch. Every other event is inserted; one whose delivery id is
+// already stored, by a transaction committed before or concurrently,
+// updates that row to itself instead, which returns the stored row's id
+// (and waits for a concurrent inserter, as DO NOTHING would). So every
+// event row of $1-$8 comes back from ins, and held names the event that
+// holds each delivery: the new one, or the first. Every record gets its
+// audit row ($9-$20), naming its first event ($20, or ” for none), with
+// event_count the number of its events that were new; a record with events
+// none of which was new says duplicate ($22). Only the events that
 // were not new come back. New events take their publication position (the
 // transaction's id and a sequence number) from column defaults, in batch
 // order, and a delivery for every destination of their trigger enabled at
@@ -56,8 +78,8 @@ const writeBatch = `
 WITH ok AS (
 	SELECT inlet_before($26) AS ok
 ), e AS (
-	SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-		WITH ORDINALITY AS u(id, tid, ref, src, payload, metadata, did, at, ord)
+	SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $21::int[])
+		WITH ORDINALITY AS u(id, tid, ref, src, payload, metadata, did, at, rec, ord)
 ), ins AS (
 	INSERT INTO events (id, trigger_id, trigger_ref, source, payload, metadata, delivery_id, received_at)
 	SELECT id, tid, ref, src, payload::json, metadata::json, did, at::timestamptz FROM e, ok WHERE ok.ok ORDER BY ord
@@ -65,9 +87,11 @@ WITH ok AS (
 	DO UPDATE SET delivery_id = EXCLUDED.delivery_id
 	RETURNING id, trigger_id, delivery_id, received_at
 ), held AS (
-	SELECT e.ord, e.id, i.id AS held, i.received_at AS held_at FROM e JOIN ins i ON i.trigger_id = e.tid AND i.delivery_id = e.did
+	SELECT e.ord, e.id, e.rec, i.id AS held, i.received_at AS held_at FROM e JOIN ins i ON i.trigger_id = e.tid AND i.delivery_id = e.did
 	UNION ALL
-	SELECT ord, id, id, at::timestamptz FROM e WHERE did IS NULL
+	SELECT ord, id, rec, id, at::timestamptz FROM e WHERE did IS NULL
+), fresh AS (
+	SELECT rec, count(*) AS n FROM held WHERE held = id GROUP BY rec
 ), queued AS (
 	INSERT INTO deliveries (id, event_id, destination_id, status, next_attempt_at)
 	SELECT inlet_new_id('dlv_'), h.id, d.id, 'pending', now()
@@ -77,14 +101,15 @@ WITH ok AS (
 	INSERT INTO audit_log (received_at, trigger_id, trigger_ref, key_prefix, source_ip, user_agent,
 		status, outcome, detail, body_size, duration_ms, event_id, "count", key_id, key_label, event_count)
 	SELECT a.at::timestamptz, a.tid, a.ref, a.kp, a.ip, a.ua, a.st,
-		CASE WHEN a.follows OR h.held <> h.id THEN $22 ELSE a.oc END, a.dt, a.bs, a.ms, h.held, a.cnt, a.kid, a.kl,
-		CASE WHEN a.follows OR h.held <> h.id THEN 0 WHEN h.held IS NOT NULL THEN 1 END
+		CASE WHEN a.eid <> '' AND f.n IS NULL THEN $22 ELSE a.oc END, a.dt, a.bs, a.ms, h.held, a.cnt, a.kid, a.kl,
+		CASE WHEN a.eid <> '' THEN COALESCE(f.n, 0) END
 	FROM unnest($9::text[], $10::bigint[], $11::text[], $12::text[], $13::text[], $14::text[],
-		$15::smallint[], $16::text[], $17::text[], $18::bigint[], $19::float8[], $20::text[], $21::boolean[],
+		$15::smallint[], $16::text[], $17::text[], $18::bigint[], $19::float8[], $20::text[],
 		$23::int[], $24::bigint[], $25::text[])
-		WITH ORDINALITY AS a(at, tid, ref, kp, ip, ua, st, oc, dt, bs, ms, eid, follows, cnt, kid, kl, ord)
+		WITH ORDINALITY AS a(at, tid, ref, kp, ip, ua, st, oc, dt, bs, ms, eid, cnt, kid, kl, ord)
 	CROSS JOIN ok
 	LEFT JOIN held h ON h.id = a.eid
+	LEFT JOIN fresh f ON f.rec = a.ord
 	WHERE ok.ok
 	ORDER BY a.ord
 	RETURNING trigger_id, key_id, outcome, status, "count", event_count, received_at
@@ -137,14 +162,18 @@ func (s *Store) writeBatch(ctx context.Context, stmt *sql.Stmt, recs []*Record, 
 // batch is the parameters of writeBatch for a group of records.
 type batch struct {
 	recs []*Record
-	// lead[i] is the index of the first record of the batch with record
-	// i's (trigger, delivery id): i itself, or an earlier one that i
-	// duplicates. -1 for a record without an event.
-	lead []int
+	// elems are the records' events in order; lead[k] is the index in
+	// elems of the first event of the batch with elems[k]'s (trigger,
+	// delivery id): k itself, or an earlier one that k duplicates.
+	elems []*event.Event
+	lead  []int
+	// first[i] is the index in elems of record i's first event, -1 for a
+	// record without one.
+	first []int
 
-	// events, one per record that leads
+	// events, one per element that leads, with its record's ordinal
 	ids, refs, srcs, payloads, metas, ats []string
-	tids                                  []int64
+	tids, recOrds                         []int64
 	dids                                  nullStrings
 
 	// audit rows, one per record
@@ -153,7 +182,6 @@ type batch struct {
 	aRefs                               nullStrings
 	sts, bss, cnts                      []int64
 	mss                                 []float64
-	follows                             []bool
 	kids                                nullInt64s
 	kls                                 []string
 
@@ -164,14 +192,14 @@ type batch struct {
 func newBatch(recs []*Record) *batch {
 	n := len(recs)
 	b := &batch{
-		recs: recs, lead: make([]int, n),
+		recs: recs, first: make([]int, n), elems: make([]*event.Event, 0, n), lead: make([]int, 0, n),
 		ids: make([]string, 0, n), refs: make([]string, 0, n), srcs: make([]string, 0, n),
 		payloads: make([]string, 0, n), metas: make([]string, 0, n), ats: make([]string, 0, n),
-		tids: make([]int64, 0, n), dids: make(nullStrings, 0, n),
+		tids: make([]int64, 0, n), recOrds: make([]int64, 0, n), dids: make(nullStrings, 0, n),
 		aAts: make([]string, n), kps: make([]string, n), ips: make([]string, n), uas: make([]string, n),
 		ocs: make([]string, n), dts: make([]string, n), eids: make([]string, n),
 		aTids: make(nullInt64s, n), aRefs: make(nullStrings, n),
-		sts: make([]int64, n), bss: make([]int64, n), mss: make([]float64, n), follows: make([]bool, n),
+		sts: make([]int64, n), bss: make([]int64, n), mss: make([]float64, n),
 		cnts: make([]int64, n), kids: make(nullInt64s, n), kls: make([]string, n),
 	}
 	type delivery struct {
@@ -180,23 +208,28 @@ func newBatch(recs []*Record) *batch {
 	}
 	var seen map[delivery]int
 	for i, r := range recs {
-		b.lead[i] = -1
-		if e := r.Event; e != nil {
-			b.lead[i] = i
+		b.first[i] = -1
+		for j, e := range r.events() {
+			k := len(b.elems)
+			if j == 0 {
+				b.first[i] = k
+			}
+			b.elems = append(b.elems, e)
+			b.lead = append(b.lead, k)
 			var did sql.NullString
 			if e.DeliveryID != nil {
 				did = sql.NullString{String: clean(*e.DeliveryID), Valid: true}
-				k := delivery{e.TriggerID, did.String}
-				if first, ok := seen[k]; ok {
-					b.lead[i] = first
+				key := delivery{e.TriggerID, did.String}
+				if first, ok := seen[key]; ok {
+					b.lead[k] = first
 				} else {
 					if seen == nil {
 						seen = make(map[delivery]int)
 					}
-					seen[k] = i
+					seen[key] = k
 				}
 			}
-			if b.lead[i] == i {
+			if b.lead[k] == k {
 				b.ids = append(b.ids, e.ID)
 				b.tids = append(b.tids, e.TriggerID)
 				b.refs = append(b.refs, e.TriggerRef)
@@ -205,9 +238,11 @@ func newBatch(recs []*Record) *batch {
 				b.metas = append(b.metas, string(e.Metadata))
 				b.ats = append(b.ats, e.ReceivedAt.UTC().Format(timeFormat))
 				b.dids = append(b.dids, did)
+				b.recOrds = append(b.recOrds, int64(i+1))
 			}
-			b.eids[i] = recs[b.lead[i]].Event.ID
-			b.follows[i] = b.lead[i] != i
+		}
+		if f := b.first[i]; f >= 0 {
+			b.eids[i] = b.elems[b.lead[f]].ID
 		}
 		a := &r.Audit
 		b.aAts[i] = a.ReceivedAt.UTC().Format(timeFormat)
@@ -233,14 +268,14 @@ func (b *batch) args() []any {
 		pq.StringArray(b.payloads), pq.StringArray(b.metas), b.dids, pq.StringArray(b.ats),
 		pq.StringArray(b.aAts), b.aTids, b.aRefs, pq.StringArray(b.kps), pq.StringArray(b.ips), pq.StringArray(b.uas),
 		pq.Int64Array(b.sts), pq.StringArray(b.ocs), pq.StringArray(b.dts), pq.Int64Array(b.bss),
-		pq.Float64Array(b.mss), pq.StringArray(b.eids), pq.BoolArray(b.follows), outcome.Duplicate,
+		pq.Float64Array(b.mss), pq.StringArray(b.eids), pq.Int64Array(b.recOrds), outcome.Duplicate,
 		pq.Int64Array(b.cnts), b.kids, pq.StringArray(b.kls), b.deadline, b.slot,
 	}
 }
 
 // write runs the statement and works out each record's result from the
-// event that holds its delivery. It also completes the records' audit
-// rows as they were stored (outcome, event id).
+// events that hold its deliveries. It also completes the records' audit
+// rows as they were stored (outcome, event id, event count).
 func (b *batch) write(ctx context.Context, db *sql.DB, stmt *sql.Stmt) ([]Result, error) {
 	var rows *sql.Rows
 	var err error
@@ -276,20 +311,39 @@ func (b *batch) write(ctx context.Context, db *sql.DB, stmt *sql.Stmt) ([]Result
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	element := func(k int) Result {
+		lead := b.elems[b.lead[k]]
+		h, ok := held[lead.ID]
+		if !ok {
+			h = holder{lead.ID, lead.ReceivedAt}
+		}
+		return Result{EventID: h.id, Duplicate: b.lead[k] != k || h.id != lead.ID, ReceivedAt: h.at.UTC()}
+	}
 	results := make([]Result, len(b.recs))
 	for i, r := range b.recs {
+		f := b.first[i]
+		if f < 0 {
+			continue
+		}
+		res := element(f)
+		fresh := 0
+		if r.Batch != nil {
+			res.Elements = make([]Result, len(r.Batch))
+			for j := range r.Batch {
+				res.Elements[j] = element(f + j)
+				if !res.Elements[j].Duplicate {
+					fresh++
+				}
+			}
+			res.Duplicate = fresh == 0
+		} else if !res.Duplicate {
+			fresh = 1
+		}
+		results[i] = res
 		a := &r.Audit
-		if l := b.lead[i]; l >= 0 {
-			lead := b.recs[l].Event
-			h, ok := held[lead.ID]
-			if !ok {
-				h = holder{lead.ID, lead.ReceivedAt}
-			}
-			results[i] = Result{EventID: h.id, Duplicate: b.follows[i] || h.id != lead.ID, ReceivedAt: h.at.UTC()}
-			a.EventID = &h.id
-			if results[i].Duplicate {
-				a.Outcome = outcome.Duplicate
-			}
+		a.EventID, a.EventCount = &res.EventID, &fresh
+		if res.Duplicate {
+			a.Outcome = outcome.Duplicate
 		}
 	}
 	return results, nil

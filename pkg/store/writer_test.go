@@ -293,3 +293,76 @@ func TestPendingEventsWaitForRunningTransactions(t *testing.T) {
 		t.Errorf("%d events pending once it ended, want 2", n)
 	}
 }
+
+// A batch record stores its events together, each de-duplicated on its
+// own; its one audit row counts the new ones.
+func TestWriteBatchOfEvents(t *testing.T) {
+	db := storetest.New(t)
+	s := store.New(db, storetest.Keyring())
+	ctx := context.Background()
+	if _, err := s.WriteBatch(ctx, []*store.Record{record(1, "b")}); err != nil {
+		t.Fatal(err)
+	}
+	batchOf := func(dids ...string) *store.Record {
+		r := record(1, "")
+		r.Event = nil
+		for _, d := range dids {
+			r.Batch = append(r.Batch, record(1, d).Event)
+		}
+		return r
+	}
+	// a is new, b was stored before, a again repeats the batch's own,
+	// the last has no delivery id.
+	rec := batchOf("a", "b", "a", "")
+	res, err := s.WriteBatch(ctx, []*store.Record{rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	els := res[0].Elements
+	if len(els) != 4 {
+		t.Fatalf("elements = %+v", els)
+	}
+	want := []bool{false, true, true, false}
+	for i, e := range els {
+		if e.Duplicate != want[i] {
+			t.Errorf("element %d duplicate = %v, want %v", i, e.Duplicate, want[i])
+		}
+	}
+	if els[2].EventID != els[0].EventID || els[0].EventID != rec.Batch[0].ID || res[0].Duplicate {
+		t.Errorf("results = %+v", res[0])
+	}
+	var a struct {
+		Outcome    string `db:"outcome"`
+		EventCount int    `db:"event_count"`
+		EventID    string `db:"event_id"`
+	}
+	if err := db.Get(&a, `SELECT outcome, event_count, event_id FROM audit_log ORDER BY id DESC LIMIT 1`); err != nil {
+		t.Fatal(err)
+	}
+	if a.Outcome != "accepted" || a.EventCount != 2 || a.EventID != rec.Batch[0].ID {
+		t.Errorf("audit row = %+v, want accepted with 2 events", a)
+	}
+	if *rec.Audit.EventCount != 2 || rec.Audit.Outcome != "accepted" {
+		t.Errorf("record's audit = %+v", rec.Audit)
+	}
+	// The same batch again: every element is a duplicate.
+	res, err = s.WriteBatch(ctx, []*store.Record{batchOf("a", "b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Duplicate || !res[0].Elements[0].Duplicate || !res[0].Elements[1].Duplicate {
+		t.Errorf("repeated batch = %+v, want every element a duplicate", res[0])
+	}
+	if err := db.Get(&a, `SELECT outcome, event_count, event_id FROM audit_log ORDER BY id DESC LIMIT 1`); err != nil {
+		t.Fatal(err)
+	}
+	if a.Outcome != "duplicate" || a.EventCount != 0 {
+		t.Errorf("repeated batch's audit row = %+v, want duplicate with 0 events", a)
+	}
+	if n := count(t, db, `SELECT count(*) FROM events`); n != 3 {
+		t.Errorf("events = %d, want 3 (b, a and the one without an id)", n)
+	}
+	if n := count(t, db, `SELECT events FROM usage WHERE outcome = 'accepted'`); n != 3 {
+		t.Errorf("usage counts %d events, want 3", n)
+	}
+}

@@ -35,7 +35,20 @@ type Settings struct {
 	// header name, or a JSONPath into the body when it starts with "$". Empty
 	// means the preset's default, then a list of well-known headers.
 	DeliveryID string `json:"delivery_id"`
+	// Split, a JSONPath naming an array ("$[*]", "$.events[*]"), makes
+	// each element of a request's body an event of its own; empty stores
+	// the body as one event.
+	Split string `json:"split"`
+	// ExpectedIntervalSeconds is the longest a sender may stay silent
+	// before the trigger's health says idle; 0 expects nothing.
+	ExpectedIntervalSeconds int `json:"expected_interval_seconds"`
 }
+
+// Limits of ExpectedIntervalSeconds: a minute to thirty days.
+const (
+	MinExpectedIntervalSeconds = 60
+	MaxExpectedIntervalSeconds = 30 * 86400
+)
 
 // HMAC configures signature verification.
 type HMAC struct {

@@ -118,6 +118,14 @@ func (s Settings) Validate() error {
 			v.add("delivery_id", "%q is neither a header name nor a JSONPath starting with $", d)
 		}
 	}
+	if s.Split != "" {
+		if _, err := payload.CompileSplit(s.Split); err != nil {
+			v.add("split", "%v", err)
+		}
+	}
+	if n := s.ExpectedIntervalSeconds; n != 0 && (n < MinExpectedIntervalSeconds || n > MaxExpectedIntervalSeconds) {
+		v.add("expected_interval_seconds", "must be 0 (no expectation) or between %d and %d", MinExpectedIntervalSeconds, MaxExpectedIntervalSeconds)
+	}
 	return v.err()
 }
 
