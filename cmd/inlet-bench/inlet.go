@@ -108,14 +108,22 @@ func startInlet(ctx context.Context, o benchOptions, tmp string, logf func(strin
 	}
 
 	natsURL := os.Getenv("NATS_URL")
+	natsOpts := []nats.Option{nats.Name("inlet-bench")}
 	if natsURL == "" {
+		// The embedded server requires the token inlet keeps beside its
+		// URL in the data directory.
 		b, err := os.ReadFile(filepath.Join(in.dataDir, "nats.url"))
 		if err != nil {
 			return in, fmt.Errorf("embedded NATS: %w", err)
 		}
 		natsURL = strings.TrimSpace(string(b))
+		tok, err := os.ReadFile(filepath.Join(in.dataDir, "nats.token"))
+		if err != nil {
+			return in, fmt.Errorf("embedded NATS: %w", err)
+		}
+		natsOpts = append(natsOpts, nats.Token(strings.TrimSpace(string(tok))))
 	}
-	if in.nc, err = nats.Connect(natsURL, nats.Name("inlet-bench")); err != nil {
+	if in.nc, err = nats.Connect(natsURL, natsOpts...); err != nil {
 		return in, fmt.Errorf("connect to %s: %w", natsURL, err)
 	}
 	if in.js, err = jetstream.New(in.nc); err != nil {
