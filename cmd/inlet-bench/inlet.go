@@ -36,6 +36,7 @@ type inlet struct {
 	token, secret   string
 	webhookURL      string
 	triggerID       int64
+	destinationID   string // the sink's destination, if created
 
 	db        *sql.DB
 	pgVersion string
@@ -66,6 +67,8 @@ func startInlet(ctx context.Context, o benchOptions, tmp string, logf func(strin
 		"INLET_ADMIN_TOKEN="+in.token,
 		"INLET_LOG_FORMAT=json",
 		"INLET_LOG_LEVEL=info",
+		// The destination's sink listens on 127.0.0.1.
+		"INLET_DESTINATION_ALLOW_CIDRS=127.0.0.0/8",
 	)
 	if os.Getenv("NATS_URL") != "" {
 		// A stream of its own keeps the count of messages exact on a
@@ -254,12 +257,23 @@ func (in *inlet) api(ctx context.Context, method, path string, body, out any) er
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
+		return &apiError{method: method, path: path, status: resp.StatusCode, body: b}
 	}
 	if out != nil {
 		return json.Unmarshal(b, out)
 	}
 	return nil
+}
+
+// apiError is an answer of inlet's API other than a 2xx.
+type apiError struct {
+	method, path string
+	status       int
+	body         []byte // a problem document: never a secret
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%s %s: %d %s: %s", e.method, e.path, e.status, http.StatusText(e.status), e.body)
 }
 
 func (in *inlet) pid() int { return in.ch.cmd.Process.Pid }

@@ -4,9 +4,13 @@
 //	          with bench/wrk/signed.lua, or the load command), drive signed
 //	          webhooks through the whole pipeline at several connection
 //	          counts for several rounds, check that every 200 has its event
-//	          row and stream message, and print and save the results
+//	          row and stream message, measure again with a destination
+//	          forwarding every event to the sink, and print and save the
+//	          results
 //	baseline  serve a bare Echo v4 handler that answers 200 without reading
 //	          the body
+//	sink      serve the destination's receiver: answer 204 to every POST,
+//	          counting them
 //	load      send signed webhooks over N keep-alive connections, closed
 //	          loop or at a fixed rate, and print the counts and latency
 //	          percentiles as JSON
@@ -44,6 +48,7 @@ const usage = `usage: inlet-bench command [flags]
 commands:
   run       the whole benchmark (what make bench runs)
   baseline  a bare Echo server, the yardstick of each round
+  sink      the receiver of the destination inlet forwards to (run -destination)
   load      the Go load generator (run -load go)
 
 'inlet-bench command -h' lists a command's flags.
@@ -60,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, args, stdout, stderr)
 	case "baseline":
 		return serveBaseline(ctx, args, stdout, stderr)
+	case "sink":
+		return serveSink(ctx, args, stdout, stderr)
 	case "load":
 		return runLoad(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":

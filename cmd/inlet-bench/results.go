@@ -26,11 +26,14 @@ type Results struct {
 	BodyBytes  int           `json:"body_bytes"`
 	Load       LoadGenerator `json:"load_generator"`
 	Durability Durability    `json:"durability"`
-	Summary    []Summary     `json:"summary"`
-	PeakRSSMB  float64       `json:"peak_rss_mb"`
-	Targets    Targets       `json:"targets"`
-	Phases     []Phase       `json:"phases"`
-	ProfileTop string        `json:"cpu_profile_top,omitempty"`
+	// Destination is the destination of the phases measured with one,
+	// if any.
+	Destination *DestinationSettings `json:"destination,omitempty"`
+	Summary     []Summary            `json:"summary"`
+	PeakRSSMB   float64              `json:"peak_rss_mb"`
+	Targets     Targets              `json:"targets"`
+	Phases      []Phase              `json:"phases"`
+	ProfileTop  string               `json:"cpu_profile_top,omitempty"`
 }
 
 // LoadGenerator says what sent the requests, and how.
@@ -87,6 +90,11 @@ type Phase struct {
 	Profiled    bool    `json:"cpu_profiled,omitempty"`
 	// Before is the same phase on the -before binary, if one was given.
 	Before *Phase `json:"before,omitempty"`
+	// Destination is the same phase on inlet with the destination
+	// enabled (its Baseline is this phase's), and Deliveries, in it, what
+	// became of its deliveries.
+	Destination *Phase      `json:"destination,omitempty"`
+	Deliveries  *Deliveries `json:"deliveries,omitempty"`
 }
 
 // Summary is the median over the rounds at one connection count; counts
@@ -109,9 +117,15 @@ type Summary struct {
 	Messages    int     `json:"stream_messages"`
 	Consistent  bool    `json:"one_event_and_message_per_200"`
 	// Before holds the medians of the -before binary, if one was given.
-	Before     *Summary `json:"before,omitempty"`
-	BacklogMax int64    `json:"outbox_backlog_at_stop_max"`
-	DrainMaxS  float64  `json:"outbox_drained_in_s_max"`
+	Before *Summary `json:"before,omitempty"`
+	// Destination holds the medians with the destination enabled, if it
+	// was measured; in it, Relative is its Ratio over the Ratio without
+	// one, and Deliveries the medians of the deliveries.
+	Destination *Summary         `json:"destination,omitempty"`
+	Relative    float64          `json:"ratio_relative_to_without,omitempty"`
+	Deliveries  *DeliverySummary `json:"deliveries,omitempty"`
+	BacklogMax  int64            `json:"outbox_backlog_at_stop_max"`
+	DrainMaxS   float64          `json:"outbox_drained_in_s_max"`
 	// CPU microseconds per request, over whole phases: the baseline
 	// server, inlet's process, its PostgreSQL, and the load generator in
 	// the inlet and the baseline phases.
@@ -124,11 +138,37 @@ type Summary struct {
 	} `json:"cpu_per_request"`
 }
 
+// DeliverySummary is the deliveries of the phases at one connection count
+// with the destination: counts are totals over the rounds, rates, lags and
+// CPU times their medians, the drain time the worst round's.
+type DeliverySummary struct {
+	Events       int     `json:"events"`
+	Deliveries   int     `json:"deliveries"`
+	Succeeded    int     `json:"succeeded"`
+	Attempts     int     `json:"attempts"`
+	SinkRequests int     `json:"sink_requests"`
+	PerS         float64 `json:"succeeded_per_s"`
+	LagP50MS     float64 `json:"lag_p50_ms"`
+	LagP99MS     float64 `json:"lag_p99_ms"`
+	DrainMaxS    float64 `json:"drained_in_s_max"`
+	// CPU microseconds per event from the start of the load until every
+	// delivery succeeded: inlet's process and its PostgreSQL; and the
+	// sink's per delivery.
+	CPUPerEventUS        float64 `json:"inlet_and_postgres_cpu_per_event_us"`
+	SinkCPUPerDeliveryUS float64 `json:"sink_cpu_per_delivery_us"`
+	// Consistent: in every round, one delivery per event, each succeeded
+	// and each got by the sink.
+	Consistent bool `json:"one_delivery_per_event"`
+}
+
 func summarize(phases []Phase, conns []int) []Summary {
-	var before []Phase
+	var before, dest []Phase
 	for _, p := range phases {
 		if p.Before != nil {
 			before = append(before, *p.Before)
+		}
+		if p.Destination != nil {
+			dest = append(dest, *p.Destination)
 		}
 	}
 	var out []Summary
@@ -167,9 +207,48 @@ func summarize(phases []Phase, conns []int) []Summary {
 		if len(before) > 0 {
 			s.Before = &summarize(before, []int{c})[0]
 		}
+		if len(dest) > 0 {
+			d := summarize(dest, []int{c})[0]
+			d.Deliveries = summarizeDeliveries(dest, c)
+			if s.Ratio > 0 {
+				d.Relative = d.Ratio / s.Ratio
+			}
+			s.Destination = &d
+		}
 		out = append(out, s)
 	}
 	return out
+}
+
+// summarizeDeliveries sums and takes the medians of the deliveries of the
+// phases at c connections; nil if none has any.
+func summarizeDeliveries(phases []Phase, c int) *DeliverySummary {
+	var s *DeliverySummary
+	var perS, p50, p99, cpu, sinkCPU []float64
+	for _, p := range phases {
+		d := p.Deliveries
+		if p.Conns != c || d == nil {
+			continue
+		}
+		if s == nil {
+			s = &DeliverySummary{Consistent: true}
+		}
+		s.Events += d.Events
+		s.Deliveries += d.Deliveries
+		s.Succeeded += d.Succeeded
+		s.Attempts += d.Attempts
+		s.SinkRequests += d.SinkRequests
+		s.DrainMaxS = max(s.DrainMaxS, d.DrainS)
+		s.Consistent = s.Consistent && d.Consistent()
+		perS, p50, p99 = append(perS, d.PerS), append(p50, d.LagP50MS), append(p99, d.LagP99MS)
+		cpu = append(cpu, 1e6*(d.InletCPU+d.PostgresCPU)/float64(max(d.Events, 1)))
+		sinkCPU = append(sinkCPU, 1e6*d.SinkCPU/float64(max(d.Deliveries, 1)))
+	}
+	if s != nil {
+		s.PerS, s.LagP50MS, s.LagP99MS = median(perS), median(p50), median(p99)
+		s.CPUPerEventUS, s.SinkCPUPerDeliveryUS = median(cpu), median(sinkCPU)
+	}
+	return s
 }
 
 func median(v []float64) float64 {
@@ -188,6 +267,9 @@ func median(v []float64) float64 {
 type Targets struct {
 	Items      []Target `json:"items"`
 	Consistent bool     `json:"one_event_and_message_per_200"`
+	// Deliveries, when a destination was measured: every event of its
+	// phases got one delivery, which succeeded and reached the sink.
+	Deliveries *bool `json:"one_delivery_per_event,omitempty"`
 }
 
 // Target is one goal and how the run did.
@@ -207,13 +289,27 @@ func (t Targets) AllMet() bool {
 	return t.Consistent
 }
 
+// MinRelativeRatio is the least accept ratio with a destination, as a
+// fraction of the ratio without one, that meets the target.
+const MinRelativeRatio = 0.85
+
 func checkTargets(r Results) Targets {
 	t := Targets{Consistent: true}
 	add := func(name string, met bool, format string, args ...any) {
 		t.Items = append(t.Items, Target{Name: name, Got: fmt.Sprintf(format, args...), Met: met})
 	}
 	errs := 0
+	var relative []string
+	relMet, delivered, withDest := true, true, false
 	for _, s := range r.Summary {
+		if d := s.Destination; d != nil {
+			withDest = true
+			relative = append(relative, fmt.Sprintf("%d: %.2f", s.Conns, d.Relative))
+			relMet = relMet && d.Relative >= MinRelativeRatio
+			delivered = delivered && d.Deliveries != nil && d.Deliveries.Consistent
+			errs += d.Errors
+			t.Consistent = t.Consistent && d.Consistent
+		}
 		switch s.Conns {
 		case 256:
 			add("256 connections: >= 0.25x baseline, p99 <= 100 ms", s.Ratio >= 0.25 && s.P99 <= 100,
@@ -227,6 +323,10 @@ func checkTargets(r Results) Targets {
 		errs += s.Errors
 		t.Consistent = t.Consistent && s.Consistent
 	}
+	if withDest {
+		add(fmt.Sprintf("with a destination, the accept ratio stays within %.0f%% of the ratio without one (relative >= %.2f)",
+			100*(1-MinRelativeRatio), MinRelativeRatio), relMet, "%s", strings.Join(relative, ", "))
+	}
 	add("zero errors", errs == 0, "%d", errs)
 	add("inlet RSS < 256 MB (peak, VmHWM)", r.PeakRSSMB < 256, "%.0f MB", r.PeakRSSMB)
 	name := "every 200 has one event row and one stream message"
@@ -234,6 +334,10 @@ func checkTargets(r Results) Targets {
 		name = "stored = published, events = 200s (+ unanswered at most)"
 	}
 	add(name, t.Consistent, "%v", t.Consistent)
+	if withDest {
+		add("with a destination, one delivery per event, each succeeded and got by the sink", delivered, "%v", delivered)
+		t.Deliveries = &delivered
+	}
 	return t
 }
 
@@ -277,6 +381,9 @@ func report(w io.Writer, r Results) {
 	if wrk {
 		fmt.Fprintln(w, "(unanswered: requests wrk wrote but whose answers it did not read, in flight when it stopped; inlet may have stored them)")
 	}
+	if len(r.Summary) > 0 && r.Summary[0].Destination != nil {
+		reportDestination(w, r)
+	}
 	if len(r.Summary) > 0 && r.Summary[0].Before != nil {
 		fmt.Fprintf(w, "\nbefore (%s) and after, same rounds, ratios to the same baseline:\n", r.Before)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -307,4 +414,30 @@ func report(w io.Writer, r Results) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", t.Name, t.Got, verdict)
 	}
 	tw.Flush()
+}
+
+// reportDestination prints the table of the phases with the destination.
+func reportDestination(w io.Writer, r Results) {
+	fmt.Fprint(w, "\nwith one destination")
+	if d := r.Destination; d != nil {
+		fmt.Fprintf(w, " (the sink on %s, %s, max_in_flight %d, timeout %d s)", d.URL, d.Scheme, d.MaxInFlight, d.TimeoutSeconds)
+	}
+	fmt.Fprintln(w, ", same rounds, ratios to the same baseline; relative = ratio with it / ratio without:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "conns\tinlet req/s\tratio\trelative\tp50 ms\tp99 ms\terrors\tevents\tdeliveries\tdelivered/s\tlag p50/p99 ms\tdrained in s\tCPU us/event inlet+pg\tsink CPU us/delivery\t")
+	for _, s := range r.Summary {
+		q := s.Destination
+		if q == nil {
+			continue
+		}
+		d := q.Deliveries
+		if d == nil {
+			d = &DeliverySummary{}
+		}
+		fmt.Fprintf(tw, "%d\t%.0f\t%.3f\t%.2f\t%.2f\t%.1f\t%d\t%d\t%d\t%.0f\t%.0f/%.0f\t%.2f\t%.0f\t%.0f\t\n", s.Conns,
+			q.InletRPS, q.Ratio, q.Relative, q.P50, q.P99, q.Errors, d.Events, d.Deliveries, d.PerS,
+			d.LagP50MS, d.LagP99MS, d.DrainMaxS, d.CPUPerEventUS, d.SinkCPUPerDeliveryUS)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "(delivered/s: deliveries succeeded over the time from the first one's event to the last one's success; lag: from an event's commit to its delivery's success; drained in: from the end of the load to the last success; CPU from the start of the load to the last success)")
 }

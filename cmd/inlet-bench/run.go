@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,8 +44,13 @@ type benchOptions struct {
 	resultsDir string
 	keep       bool
 	before     string // a second inlet binary measured in the same rounds
-	out        io.Writer
-	log        io.Writer
+	// destination: also measure each phase with a destination enabled,
+	// sending to the sink with at most dstInFlight attempts at a time.
+	destination bool
+	dstInFlight int
+	dstWait     time.Duration // the longest wait for a phase's deliveries
+	out         io.Writer
+	log         io.Writer
 }
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -67,6 +73,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.resultsDir, "results", "bench/results", "directory for the JSON results and the CPU profile; empty writes none")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (inlet's log, data)")
 	fs.StringVar(&o.before, "before", "", "another inlet binary (say, of the previous commit) to measure in the same rounds, for before/after ratios")
+	fs.BoolVar(&o.destination, "destination", true, "also measure inlet in each phase with a destination enabled, forwarding every event to a sink on 127.0.0.1 (the -inlet binary only)")
+	fs.IntVar(&o.dstInFlight, "destination-in-flight", 10, "max_in_flight of the destination (1 to 100)")
+	fs.DurationVar(&o.dstWait, "destination-wait", 2*time.Minute, "how long each phase may wait for its deliveries to succeed before the run fails")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,6 +88,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if o.rounds < 1 {
 		return errors.New("-rounds must be at least 1")
+	}
+	if o.dstInFlight < 1 || o.dstInFlight > 100 {
+		return errors.New("-destination-in-flight must be between 1 and 100")
+	}
+	if o.dstWait <= 0 {
+		return errors.New("-destination-wait must be positive")
 	}
 	switch o.loadGen {
 	case loadWrk:
@@ -126,6 +141,8 @@ type bench struct {
 	baseURL  string
 	in       *inlet
 	pre      *inlet // the -before binary, if any
+	sink     *sinkProc
+	dst      bool // b.in has a destination sending to sink: measure with it
 
 	res Results
 }
@@ -214,6 +231,11 @@ func (b *bench) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if b.o.destination {
+		if err := b.setUpDestination(ctx); err != nil {
+			return err
+		}
+	}
 	if b.res.Durability, err = b.in.durability(ctx); err != nil {
 		return err
 	}
@@ -235,6 +257,11 @@ func (b *bench) run(ctx context.Context) error {
 			b.res.Phases = append(b.res.Phases, p)
 			b.logf("round %d, %3d conns: baseline %6.0f req/s, inlet %6.0f req/s (%.3fx), p50 %.2f ms, p99 %.1f ms, errors %d, backlog at stop %d",
 				r, c, p.Baseline.RPS, p.Inlet.RPS, p.Ratio, p.Inlet.P50, p.Inlet.P99, p.Inlet.Errors(), p.BacklogAtStop)
+			if q := p.Destination; q != nil {
+				d := q.Deliveries
+				b.logf("round %d, %3d conns: with a destination %6.0f req/s (%.3fx), p50 %.2f ms, p99 %.1f ms, errors %d; %d deliveries, %.0f/s, lag p50 %.0f ms, p99 %.0f ms, drained in %.2f s",
+					r, c, q.Inlet.RPS, q.Ratio, q.Inlet.P50, q.Inlet.P99, q.Inlet.Errors(), d.Deliveries, d.PerS, d.LagP50MS, d.LagP99MS, d.DrainS)
+			}
 			if q := p.Before; q != nil {
 				b.logf("round %d, %3d conns: before %6.0f req/s (%.3fx), p50 %.2f ms, p99 %.1f ms, errors %d",
 					r, c, q.Inlet.RPS, q.Ratio, q.Inlet.P50, q.Inlet.P99, q.Inlet.Errors())
@@ -266,12 +293,15 @@ func (b *bench) run(ctx context.Context) error {
 	if !b.res.Targets.Consistent {
 		return errors.New("some 200 has no event row or no stream message, or an event has no 200")
 	}
+	if d := b.res.Targets.Deliveries; d != nil && !*d {
+		return errors.New("with the destination, some event did not get exactly one delivery, or the sink missed one")
+	}
 	return nil
 }
 
-// phase runs one round at c connections: the baseline, then inlet (and
-// the before binary), each followed by waiting for its outbox to drain and
-// checking what was stored.
+// phase runs one round at c connections: the baseline, then inlet, inlet
+// with the destination enabled, and the before binary, each followed by
+// waiting for its outbox to drain and checking what was stored.
 func (b *bench) phase(ctx context.Context, round, c int, profile bool) (Phase, error) {
 	p := Phase{Round: round, Conns: c}
 	var err error
@@ -289,17 +319,22 @@ func (b *bench) phase(ctx context.Context, round, c int, profile bool) (Phase, e
 		// Alternate which build goes first, so that neither always runs
 		// on the heels of the baseline.
 		if round%2 == 0 {
-			if err := b.measure(ctx, b.pre, q, false); err != nil {
+			if _, err := b.measure(ctx, b.pre, q, false, ""); err != nil {
 				return p, err
 			}
 		}
 	}
-	if err := b.measure(ctx, b.in, &p, profile); err != nil {
+	if _, err := b.measure(ctx, b.in, &p, profile, ""); err != nil {
 		return p, err
+	}
+	if b.dst {
+		if err := b.measureDestination(ctx, &p); err != nil {
+			return p, err
+		}
 	}
 	if q != nil {
 		if round%2 != 0 {
-			if err := b.measure(ctx, b.pre, q, false); err != nil {
+			if _, err := b.measure(ctx, b.pre, q, false, ""); err != nil {
 				return p, err
 			}
 		}
@@ -309,21 +344,28 @@ func (b *bench) phase(ctx context.Context, round, c int, profile bool) (Phase, e
 	return p, nil
 }
 
-// measure runs the inlet part of phase p on in.
-func (b *bench) measure(ctx context.Context, in *inlet, p *Phase, profile bool) error {
+// measure runs the inlet part of phase p on in and returns when the load
+// ended. tag, if not empty, sets the phase's requests apart from others of
+// the same round and connection count.
+func (b *bench) measure(ctx context.Context, in *inlet, p *Phase, profile bool, tag string) (time.Time, error) {
+	var stop time.Time
 	before, err := in.snapshot(ctx)
 	if err != nil {
-		return err
+		return stop, err
 	}
 	var prof func() error
 	if profile {
 		prof = func() error { return in.fetchProfile(ctx, b.o.warmup, b.o.duration) }
 	}
 	prefix := fmt.Sprintf("%s-r%dc%d", b.runID, p.Round, p.Conns)
+	if tag != "" {
+		prefix = fmt.Sprintf("%s-%s-r%dc%d", b.runID, tag, p.Round, p.Conns)
+	}
 	cpu0 := treeCPU(in.pid())
 	if p.Inlet, err = b.load(ctx, in.secret, in.webhookURL, p.Conns, b.o.duration, b.o.warmup, prefix, prof); err != nil {
-		return err
+		return stop, err
 	}
+	stop = time.Now()
 	cpu := treeCPU(in.pid()).sub(cpu0)
 	p.Inlet.ServerCPU, p.PostgresCPU = cpu.self.Seconds(), cpu.children.Seconds()
 	p.Profiled = profile
@@ -332,29 +374,29 @@ func (b *bench) measure(ctx context.Context, in *inlet, p *Phase, profile bool) 
 	}
 	p.RSSMB, _ = in.rss("VmRSS")
 	if p.BacklogAtStop, err = in.backlog(ctx); err != nil {
-		return err
+		return stop, err
 	}
 	drained, err := in.drain(ctx)
 	if err != nil {
-		return err
+		return stop, err
 	}
 	p.DrainS = drained.Seconds()
 	if p.Inlet.Unanswered > 0 {
 		// Requests wrk left in flight may still be accepted: wait for
 		// inlet to finish them before counting.
 		if err := in.settle(ctx); err != nil {
-			return err
+			return stop, err
 		}
 	}
 	after, err := in.snapshot(ctx)
 	if err != nil {
-		return err
+		return stop, err
 	}
 	if p.Check, err = in.check(ctx, b.o.loadGen, prefix, before, after, p.Inlet); err != nil {
-		return err
+		return stop, err
 	}
 	p.MeanBatch, p.MeanBatchMS = after.batchStats(before)
-	return nil
+	return stop, nil
 }
 
 // load runs the load generator against url with conns connections for a
@@ -476,6 +518,15 @@ func (b *bench) save() error {
 }
 
 func (b *bench) close() {
+	if b.in != nil && b.in.destinationID != "" {
+		// With DATABASE_URL the trigger outlives the run: leave it
+		// without the destination.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := b.in.api(ctx, http.MethodDelete, "/api/v1/destinations/"+b.in.destinationID, nil, nil); err != nil {
+			b.logf("deleting the destination: %v", err)
+		}
+		cancel()
+	}
 	for _, in := range []*inlet{b.in, b.pre} {
 		if in != nil {
 			if err := in.stop(); err != nil {
@@ -485,6 +536,9 @@ func (b *bench) close() {
 	}
 	if b.baseline != nil {
 		b.baseline.stop(5 * time.Second)
+	}
+	if b.sink != nil {
+		b.sink.ch.stop(5 * time.Second)
 	}
 	if b.tmp != "" {
 		if b.o.keep {
