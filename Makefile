@@ -33,8 +33,9 @@ vet:
 # The load benchmark (not a test): inlet on embedded PostgreSQL and NATS (or
 # DATABASE_URL and NATS_URL), a bare Echo baseline and wrk (installed when
 # missing; BENCH_FLAGS=-load go for the Go generator) on this machine, 3
-# rounds at 1, 64 and 256 connections; prints the table and writes
-# bench/results/. BENCH_FLAGS go to inlet-bench run. bench/README.md.
+# rounds at 1, 64 and 256 connections, each also with a destination
+# forwarding to a sink (-destination=false to skip); prints the tables and
+# writes bench/results/. BENCH_FLAGS go to inlet-bench run. bench/README.md.
 bench:
 	@GO=$(GO) scripts/bench.sh $(BENCH_FLAGS)
 

@@ -2,8 +2,10 @@
 # bench.sh is `make bench`: it builds inlet and inlet-bench, then runs the
 # load benchmark (cmd/inlet-bench run), which starts inlet on a temporary
 # data directory (embedded PostgreSQL and NATS, or DATABASE_URL and NATS_URL
-# when set), a bare Echo baseline server and the load generator, prints the
-# table and writes bench/results/<run>.json and <run>.cpu.pprof.
+# when set), a bare Echo baseline server, the load generator and a sink that
+# inlet forwards every event to in each phase's measurement with a
+# destination, prints the tables and writes bench/results/<run>.json and
+# <run>.cpu.pprof.
 #
 # The load generator is wrk (installed by scripts/ensure-wrk.sh when
 # missing) with bench/wrk/signed.lua, unless -load go picks inlet-bench's
