@@ -52,6 +52,19 @@ const (
 	// idleClient is how long a destination's client with nothing to do
 	// keeps its connections.
 	idleClient = 5 * time.Minute
+	// minRoundGap spaces the rounds that look for due deliveries: the
+	// commits and attempts that wake the forwarder come by the thousand
+	// a second, and a round per wake would cost the database more than
+	// the deliveries themselves.
+	minRoundGap = 10 * time.Millisecond
+	// busyRoundGap spaces them while the write path is saturated
+	// (Options.Busy): accepting webhooks comes first, and deliveries
+	// catch up when the load eases.
+	busyRoundGap = 100 * time.Millisecond
+	// finishLinger and maxFinishBatch bound how long, and for how many
+	// attempts, results wait to be recorded together.
+	finishLinger   = 5 * time.Millisecond
+	maxFinishBatch = 256
 )
 
 // Options configures a Forwarder.
@@ -67,8 +80,13 @@ type Options struct {
 	// ObserveEvery is how often the pending deliveries are counted for
 	// the metrics (DefaultObserveEvery).
 	ObserveEvery time.Duration
-	Metrics      *metrics.Metrics
-	Logger       *slog.Logger
+	// Busy, if set, reports whether the write path is saturated (requests
+	// wait for the database); the forwarder then looks for deliveries
+	// ten times less often, so that forwarding never takes capacity
+	// from accepting.
+	Busy    func() bool
+	Metrics *metrics.Metrics
+	Logger  *slog.Logger
 }
 
 // Forwarder claims due deliveries and attempts them. Run drives it; Kick
@@ -79,28 +97,44 @@ type Forwarder struct {
 
 	kick    chan struct{}
 	refresh atomic.Bool
-	// forwarding holds the ids of the triggers with an enabled
-	// destination, so that Kick wakes the forwarder only for events that
-	// have deliveries.
-	forwarding atomic.Pointer[map[int64]struct{}]
+	full    atomic.Bool // Wake asked for a full look
+	// forwarding maps the triggers with enabled destinations to them, so
+	// that Kick wakes the forwarder only for events that have deliveries,
+	// and names the destinations to claim for.
+	forwarding atomic.Pointer[map[int64][]string]
 
 	mu      sync.Mutex
 	dests   map[string]*dest
 	closing bool
+	// hot names the destinations that may have deliveries due now: those
+	// of a trigger that just stored an event, and those whose last claim
+	// filled every slot. A round claims for them without looking; the
+	// full look (DueDestinations) runs every Poll, for retries that fall
+	// due and circuits that may probe.
+	hot map[string]struct{}
 
 	// abort cancels the attempts in flight when Close runs out of time.
 	abortCtx context.Context
 	abort    context.CancelFunc
 	attempts sync.WaitGroup
-	slot     atomic.Int32
+
+	// results carries finished attempts to the finisher, which records
+	// them in batches; Close closes it once the attempts are done.
+	results   chan store.AttemptResult
+	finishing sync.WaitGroup
+	started   bool // guarded by mu: Run started the finisher
+	slot      int  // spreads the statistics of instances over rows
 }
 
 // dest is what the forwarder keeps of a destination between attempts.
 type dest struct {
 	client *client
 	// Guarded by Forwarder.mu.
+	cfg         *destination.Destination // as of updatedAt
+	updatedAt   time.Time
 	inFlight    int
 	maxInFlight int
+	more        bool                // the last claim filled every slot
 	held        map[string]struct{} // ids of the deliveries in flight
 	lastUsed    time.Time
 	failLog     rate.Sometimes
@@ -118,13 +152,16 @@ func New(o Options) *Forwarder {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	f := &Forwarder{
-		o:     o,
-		log:   o.Logger.With("component", "forwarder"),
-		kick:  make(chan struct{}, 1),
-		dests: map[string]*dest{},
+		o:       o,
+		log:     o.Logger.With("component", "forwarder"),
+		kick:    make(chan struct{}, 1),
+		dests:   map[string]*dest{},
+		results: make(chan store.AttemptResult, 4*maxFinishBatch),
+		slot:    rand.IntN(16),
 	}
 	f.abortCtx, f.abort = context.WithCancel(context.Background())
-	f.forwarding.Store(&map[int64]struct{}{})
+	f.forwarding.Store(&map[int64][]string{})
+	f.hot = map[string]struct{}{}
 	f.refresh.Store(true)
 	return f
 }
@@ -132,20 +169,37 @@ func New(o Options) *Forwarder {
 // Kick wakes the forwarder after an event of triggerID was committed, if
 // that trigger has a destination.
 func (f *Forwarder) Kick(triggerID int64) {
-	if _, ok := (*f.forwarding.Load())[triggerID]; ok {
-		f.wake()
+	ids := (*f.forwarding.Load())[triggerID]
+	if len(ids) == 0 {
+		return
 	}
+	f.mu.Lock()
+	for _, id := range ids {
+		f.hot[id] = struct{}{}
+	}
+	f.mu.Unlock()
+	f.wake()
 }
 
-// Refresh makes the forwarder reload which triggers have destinations;
-// call it when a trigger or a destination changes.
+// Refresh makes the forwarder reload which triggers have destinations,
+// and read every destination's settings again; call it when a trigger or
+// a destination changes.
 func (f *Forwarder) Refresh() {
+	f.mu.Lock()
+	for _, w := range f.dests {
+		w.cfg = nil
+	}
+	f.mu.Unlock()
 	f.refresh.Store(true)
 	f.wake()
 }
 
-// Wake has the forwarder look for due deliveries now.
-func (f *Forwarder) Wake() { f.wake() }
+// Wake has the forwarder look for due deliveries of every destination
+// now, as after deliveries were made due by hand.
+func (f *Forwarder) Wake() {
+	f.full.Store(true)
+	f.wake()
+}
 
 func (f *Forwarder) wake() {
 	select {
@@ -154,102 +208,151 @@ func (f *Forwarder) wake() {
 	}
 }
 
-// Run looks for due deliveries until ctx is canceled: when woken, and every
-// Poll. The attempts it starts outlive it; Close waits for them.
+// Run looks for due deliveries until ctx is canceled: when woken (at most
+// every minRoundGap), and every Poll. The attempts it starts outlive it;
+// Close waits for them and for their results to be recorded.
 func (f *Forwarder) Run(ctx context.Context) error {
+	f.mu.Lock()
+	if !f.started && !f.closing {
+		f.started = true
+		f.finishing.Add(1)
+		go f.finisher()
+	}
+	f.mu.Unlock()
 	poll := time.NewTicker(f.o.Poll)
 	defer poll.Stop()
 	observe := time.NewTicker(f.o.ObserveEvery)
 	defer observe.Stop()
 	f.observe(ctx)
+	full := true
 	for {
 		if f.refresh.Swap(false) {
 			if err := f.loadForwarding(ctx); err != nil {
 				f.refresh.Store(true)
 			}
 		}
-		f.round(ctx)
+		f.round(ctx, full || f.full.Swap(false))
+		full = false
+		last := time.Now()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-f.kick:
 		case <-poll.C:
+			full = true
 		case <-observe.C:
 			f.observe(ctx)
+		}
+		gap := minRoundGap
+		if f.o.Busy != nil && f.o.Busy() {
+			gap = busyRoundGap
+		}
+		if wait := gap - time.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
 		}
 	}
 }
 
 func (f *Forwarder) loadForwarding(ctx context.Context) error {
-	ids, err := f.o.Store.ForwardingTriggers(ctx)
+	m, err := f.o.Store.ForwardingDestinations(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			f.log.Warn("cannot load the triggers with destinations", slog.Any("err", err))
 		}
 		return err
 	}
-	m := make(map[int64]struct{}, len(ids))
-	for _, id := range ids {
-		m[id] = struct{}{}
-	}
 	f.forwarding.Store(&m)
 	return nil
 }
 
-// round claims what each destination with due deliveries has room for and
-// starts the attempts.
-func (f *Forwarder) round(ctx context.Context) {
-	ids, err := f.o.Store.DueDestinations(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			f.log.Warn("cannot look for due deliveries", slog.Any("err", err))
+// round claims what destinations with due deliveries have room for and
+// starts the attempts: the hot destinations, and with full, every
+// destination DueDestinations finds.
+func (f *Forwarder) round(ctx context.Context, full bool) {
+	var due []store.Due
+	if full {
+		var err error
+		if due, err = f.o.Store.DueDestinations(ctx); err != nil {
+			if ctx.Err() == nil {
+				f.log.Warn("cannot look for due deliveries", slog.Any("err", err))
+			}
+			return
 		}
-		return
 	}
-	for _, id := range ids {
+	f.mu.Lock()
+	for id := range f.hot {
+		if !slices.ContainsFunc(due, func(d store.Due) bool { return d.ID == id }) {
+			due = append(due, store.Due{ID: id})
+		}
+	}
+	clear(f.hot)
+	f.mu.Unlock()
+	for _, d := range due {
 		if ctx.Err() != nil {
 			return
 		}
-		f.fill(ctx, id)
+		f.fill(ctx, d)
 	}
-	f.dropIdle(ids)
+	if full {
+		f.dropIdle(due)
+	}
 }
 
 // fill claims due deliveries of one destination up to its max_in_flight
-// and starts an attempt for each.
-func (f *Forwarder) fill(ctx context.Context, id string) {
+// and starts an attempt for each. The destination's settings are read
+// again only when they changed.
+func (f *Forwarder) fill(ctx context.Context, due store.Due) {
 	f.mu.Lock()
-	w := f.dests[id]
-	full := f.closing || (w != nil && w.inFlight >= w.maxInFlight)
+	w := f.dests[due.ID]
+	if f.closing || (w != nil && w.inFlight >= w.maxInFlight) {
+		f.mu.Unlock()
+		return
+	}
+	// A hot destination (no UpdatedAt) uses the settings last read; a
+	// change reaches it through Refresh, which drops them.
+	var cfg *destination.Destination
+	if w != nil && w.cfg != nil && (due.UpdatedAt.IsZero() || w.updatedAt.Equal(due.UpdatedAt)) {
+		cfg = w.cfg
+	}
 	f.mu.Unlock()
-	if full {
-		return
-	}
-	d, err := f.o.Store.GetDestination(ctx, id)
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
-			f.log.Warn("cannot load a destination", slog.String("destination", id), slog.Any("err", err))
+	if cfg == nil {
+		d, err := f.o.Store.GetDestination(ctx, due.ID)
+		if err != nil {
+			if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
+				f.log.Warn("cannot load a destination", slog.String("destination", due.ID), slog.Any("err", err))
+			}
+			return
 		}
-		return
+		cfg = &d
 	}
 	f.mu.Lock()
-	if w = f.dests[id]; w == nil {
+	if w = f.dests[due.ID]; w == nil {
 		w = &dest{client: newClient(f.o.Guard), held: map[string]struct{}{},
 			failLog: rate.Sometimes{First: 3, Interval: time.Minute}}
-		f.dests[id] = w
+		f.dests[due.ID] = w
 	}
-	w.maxInFlight = d.MaxInFlight
-	room := d.MaxInFlight - w.inFlight
+	w.cfg, w.updatedAt, w.maxInFlight = cfg, cfg.UpdatedAt, cfg.MaxInFlight
+	room := cfg.MaxInFlight - w.inFlight
 	f.mu.Unlock()
-	if room <= 0 || !d.Enabled {
+	if room <= 0 || !cfg.Enabled {
 		return
 	}
-	claimed, err := f.o.Store.ClaimDeliveries(ctx, id, room, d.Timeout()+leaseSlack)
+	claimed, err := f.o.Store.ClaimDeliveries(ctx, due.ID, room, cfg.Timeout()+leaseSlack, due.Probe)
 	if err != nil {
 		if ctx.Err() == nil {
-			f.log.Warn("cannot claim deliveries", slog.String("destination", id), slog.Any("err", err))
+			f.log.Warn("cannot claim deliveries", slog.String("destination", due.ID), slog.Any("err", err))
 		}
 		return
+	}
+	if len(claimed) == room {
+		// There may be more: claim again when a slot frees.
+		f.mu.Lock()
+		w.more = true
+		f.mu.Unlock()
 	}
 	for _, c := range claimed {
 		f.mu.Lock()
@@ -264,7 +367,7 @@ func (f *Forwarder) fill(ctx context.Context, id string) {
 		w.lastUsed = time.Now()
 		f.attempts.Add(1)
 		f.mu.Unlock()
-		go f.attempt(&d, w, c)
+		go f.attempt(cfg, w, c)
 	}
 }
 
@@ -279,11 +382,12 @@ func remaining(claimed []store.Claimed, from string) []string {
 
 // dropIdle closes the connections of destinations that have had nothing to
 // do for a while.
-func (f *Forwarder) dropIdle(due []string) {
+func (f *Forwarder) dropIdle(due []store.Due) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for id, w := range f.dests {
-		if w.inFlight == 0 && time.Since(w.lastUsed) > idleClient && !slices.Contains(due, id) {
+		isDue := slices.ContainsFunc(due, func(d store.Due) bool { return d.ID == id })
+		if w.inFlight == 0 && time.Since(w.lastUsed) > idleClient && !isDue {
 			w.client.closeIdle()
 			delete(f.dests, id)
 		}
@@ -298,8 +402,15 @@ func (f *Forwarder) attempt(d *destination.Destination, w *dest, c store.Claimed
 		w.inFlight--
 		delete(w.held, c.ID)
 		w.lastUsed = time.Now()
+		more := w.more
+		if more {
+			w.more = false
+			f.hot[d.ID] = struct{}{}
+		}
 		f.mu.Unlock()
-		f.wake() // room for the next one
+		if more {
+			f.wake() // room for the next one
+		}
 	}()
 	res := w.client.send(f.abortCtx, d, f.o.UserAgent, c.Event.ID, c.Event.Marshal())
 	if f.abortCtx.Err() != nil {
@@ -315,7 +426,6 @@ func (f *Forwarder) attempt(d *destination.Destination, w *dest, c store.Claimed
 			Attempt: number, StartedAt: res.StartedAt, DurationMS: res.DurationMS(),
 			StatusCode: res.StatusCode, Error: res.Error, ResponseExcerpt: res.Excerpt,
 		},
-		Slot: int(f.slot.Add(1) % 16),
 	}
 	switch delay, more := destination.NextDelay(d.RetrySchedule, number, rand.Float64()); {
 	case r.Success:
@@ -339,13 +449,48 @@ func (f *Forwarder) attempt(d *destination.Destination, w *dest, c store.Claimed
 				slog.String("err", res.Error), slog.String("next", r.Status))
 		})
 	}
-	// Recording must not be cut short by shutdown: the attempt was made.
-	ctx, cancel := context.WithTimeout(context.Background(), leaseSlack)
-	defer cancel()
-	if err := f.o.Store.FinishAttempt(ctx, r); err != nil {
-		// The claim lapses and the delivery is attempted again: at least
-		// once, as promised.
-		f.log.Warn("cannot record a delivery attempt; it will be repeated", slog.String("delivery", c.ID), slog.Any("err", err))
+	// The claim holds the delivery until the result is recorded, with
+	// others' results, by the finisher.
+	f.results <- r
+}
+
+// finisher records the results of attempts in batches: those that end
+// within finishLinger of each other share one statement. It returns when
+// Close closes results, after recording the last ones.
+func (f *Forwarder) finisher() {
+	defer f.finishing.Done()
+	var batch []store.AttemptResult
+	var linger <-chan time.Time
+	flush := func() {
+		if len(batch) > 0 {
+			// Recording must not be cut short by shutdown: the attempts
+			// were made.
+			ctx, cancel := context.WithTimeout(context.Background(), leaseSlack)
+			if err := f.o.Store.FinishAttempts(ctx, batch, f.slot); err != nil {
+				// The claims lapse and the deliveries are attempted
+				// again: at least once, as promised.
+				f.log.Warn("cannot record delivery attempts; they will be repeated", slog.Int("attempts", len(batch)), slog.Any("err", err))
+			}
+			cancel()
+		}
+		batch, linger = batch[:0], nil
+	}
+	for {
+		select {
+		case r, ok := <-f.results:
+			if !ok {
+				flush()
+				return
+			}
+			batch = append(batch, r)
+			if len(batch) >= maxFinishBatch {
+				flush()
+			} else if linger == nil {
+				linger = time.After(finishLinger)
+			}
+		case <-linger:
+			flush()
+		}
 	}
 }
 
@@ -427,6 +572,14 @@ func (f *Forwarder) Close(ctx context.Context) error {
 		err = fmt.Errorf("forwarder: attempts abandoned at shutdown: %w", ctx.Err())
 	}
 	f.abort()
+	f.mu.Lock()
+	started := f.started
+	f.started = false
+	f.mu.Unlock()
+	if started {
+		close(f.results)
+		f.finishing.Wait()
+	}
 	f.mu.Lock()
 	for _, w := range f.dests {
 		w.client.closeIdle()

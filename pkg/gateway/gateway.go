@@ -136,6 +136,9 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 	g.fwd = forward.New(forward.Options{
 		Store: g.store, Guard: netguard.New(cfg.DestinationAllowList()), UserAgent: "inlet/" + Version(),
 		Metrics: g.metrics, Logger: logger,
+		// Requests waiting for a batch of their own: the database is the
+		// bottleneck, and accepting comes first.
+		Busy: func() bool { return g.writer.Queued() >= busyQueue },
 	})
 	rcv := receiver.New(receiver.Options{
 		Store: g.store, Writer: g.writer, PublicURL: cfg.PublicBaseURL(),
@@ -471,6 +474,10 @@ func (g *Gateway) bootstrapToken(ctx context.Context) error {
 	}
 	return nil
 }
+
+// busyQueue is the write queue's length from which the forwarder slows
+// down.
+const busyQueue = 8
 
 // stopReserve is the part of the shutdown budget kept for stopping NATS,
 // the database and the embedded servers after the outbox flush.

@@ -50,12 +50,23 @@ type Attempt struct {
 
 const deliveryColumns = `id, event_id, destination_id, status, attempts, next_attempt_at, last_status_code, last_error, created_at, updated_at`
 
+// Due is a destination with deliveries due now that may be attempted.
+type Due struct {
+	ID string `db:"id"`
+	// UpdatedAt changes with the destination's settings: a cached copy
+	// older than it must be read again.
+	UpdatedAt time.Time `db:"updated_at"`
+	// Probe is set when the destination's circuit is open and its time
+	// is over: one delivery may go, as the probe.
+	Probe bool `db:"probe"`
+}
+
 // DueDestinations returns the destinations with deliveries due now that
 // may be attempted: enabled, and with a closed circuit, or an open one
 // whose time is over and that no instance is probing.
-func (s *Store) DueDestinations(ctx context.Context) ([]string, error) {
-	var ids []string
-	err := s.db.SelectContext(ctx, &ids, `SELECT d.id FROM destinations d
+func (s *Store) DueDestinations(ctx context.Context) ([]Due, error) {
+	var out []Due
+	err := s.db.SelectContext(ctx, &out, `SELECT d.id, d.updated_at, d.circuit_open_until IS NOT NULL AS probe FROM destinations d
 		WHERE d.enabled
 		AND (d.circuit_open_until IS NULL
 			OR (d.circuit_open_until <= now() AND (d.circuit_probe_until IS NULL OR d.circuit_probe_until < now())))
@@ -64,11 +75,10 @@ func (s *Store) DueDestinations(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("due destinations: %w", err)
 	}
-	return ids, nil
+	return out, nil
 }
 
-// Claimed is a delivery taken for an attempt, with its destination and
-// event.
+// Claimed is a delivery taken for an attempt, with its event.
 type Claimed struct {
 	Delivery
 	Event event.Event
@@ -76,42 +86,36 @@ type Claimed struct {
 	Lease time.Time
 }
 
+// claimDue takes the deliveries: up to $2 due deliveries of destination
+// $1, oldest due first, skipping those another instance holds, for a
+// lease of $3 seconds; none unless the destination is enabled and its
+// circuit closed, or $4 (the caller holds the circuit's probe). Its
+// commit does not wait for the disk: a claim lost in a crash costs
+// nothing, its lease would lapse.
+const claimDue = `WITH lazy AS (
+		SELECT set_config('synchronous_commit', 'off', true) AS v
+	), c AS (
+		SELECT id FROM deliveries WHERE destination_id = $1 AND status = 'pending' AND next_attempt_at <= now()
+			AND (locked_until IS NULL OR locked_until < now())
+			AND ($4 OR EXISTS (SELECT 1 FROM destinations d WHERE d.id = $1 AND d.enabled AND d.circuit_open_until IS NULL))
+		ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED
+	)
+	UPDATE deliveries l SET locked_until = now() + make_interval(secs => $3)
+	FROM c, events e, lazy WHERE l.id = c.id AND e.id = l.event_id
+	RETURNING l.id, l.event_id, l.destination_id, l.status, l.attempts, l.next_attempt_at, l.last_status_code,
+		l.last_error, l.created_at, l.updated_at, l.locked_until,
+		e.id, e.trigger_id, e.trigger_ref, e.source, e.payload, e.metadata, e.delivery_id, e.received_at`
+
 // ClaimDeliveries takes up to limit due deliveries of destination id for
-// lease, oldest due first, skipping those another instance holds. While
-// the destination's circuit is open and its time is over, it takes one
-// delivery at most, as the circuit's probe, and only if no instance
-// probes it already.
-func (s *Store) ClaimDeliveries(ctx context.Context, id string, limit int, lease time.Duration) ([]Claimed, error) {
+// lease, oldest due first, skipping those another instance holds, and
+// none while the destination is disabled or its circuit open. When probe
+// is set (DueDestinations said the circuit is open and its time over) it
+// takes one delivery at most, as the circuit's probe, and only if no
+// instance probes it already.
+func (s *Store) ClaimDeliveries(ctx context.Context, id string, limit int, lease time.Duration, probe bool) ([]Claimed, error) {
 	var out []Claimed
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		var open bool
-		err := tx.GetContext(ctx, &open, `SELECT circuit_open_until IS NOT NULL FROM destinations WHERE id = $1 AND enabled`, id)
-		if err != nil {
-			return err
-		}
-		if open {
-			res, err := tx.ExecContext(ctx, `UPDATE destinations SET circuit_probe_until = now() + make_interval(secs => $2)
-				WHERE id = $1 AND circuit_open_until <= now() AND (circuit_probe_until IS NULL OR circuit_probe_until < now())`,
-				id, lease.Seconds())
-			if err != nil {
-				return err
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				return nil // still open, or another instance probes
-			}
-			limit = 1
-		}
-		rows, err := tx.QueryxContext(ctx, `WITH c AS (
-				SELECT id FROM deliveries WHERE destination_id = $1 AND status = 'pending' AND next_attempt_at <= now()
-					AND (locked_until IS NULL OR locked_until < now())
-				ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED
-			)
-			UPDATE deliveries l SET locked_until = now() + make_interval(secs => $3)
-			FROM c, events e WHERE l.id = c.id AND e.id = l.event_id
-			RETURNING l.id, l.event_id, l.destination_id, l.status, l.attempts, l.next_attempt_at, l.last_status_code,
-				l.last_error, l.created_at, l.updated_at, l.locked_until,
-				e.id, e.trigger_id, e.trigger_ref, e.source, e.payload, e.metadata, e.delivery_id, e.received_at`,
-			id, limit, lease.Seconds())
+	claim := func(q sqlx.QueryerContext) error {
+		rows, err := q.QueryxContext(ctx, claimDue, id, limit, lease.Seconds(), probe)
 		if err != nil {
 			return err
 		}
@@ -129,7 +133,26 @@ func (s *Store) ClaimDeliveries(ctx context.Context, id string, limit int, lease
 			out = append(out, c)
 		}
 		return rows.Err()
-	})
+	}
+	var err error
+	if !probe {
+		// One statement, its own transaction.
+		err = claim(s.db)
+	} else {
+		err = s.inLazyTx(ctx, func(tx *sqlx.Tx) error {
+			res, err := tx.ExecContext(ctx, `UPDATE destinations SET circuit_probe_until = now() + make_interval(secs => $2)
+				WHERE id = $1 AND enabled AND circuit_open_until <= now() AND (circuit_probe_until IS NULL OR circuit_probe_until < now())`,
+				id, lease.Seconds())
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return nil // still open, closed by now, or another instance probes
+			}
+			limit = 1
+			return claim(tx)
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("claim deliveries of %s: %w", id, mapErr(err))
 	}
@@ -148,73 +171,123 @@ type AttemptResult struct {
 	NextAttemptAt time.Time
 	// Success is whether the attempt succeeded.
 	Success bool
-	// Slot spreads the statistics of concurrent attempts.
-	Slot int
 }
 
-// FinishAttempt records an attempt and its delivery's new state, and the
-// destination's circuit breaker and statistics, in one transaction.
-func (s *Store) FinishAttempt(ctx context.Context, r AttemptResult) error {
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		var n int
-		// A delivery whose destination was deleted during the attempt
-		// has nowhere to wait for its next one: it fails, as deleting
-		// the destination failed the others.
-		if err := tx.GetContext(ctx, &n, `UPDATE deliveries l SET attempts = attempts + 1,
-				status = CASE WHEN $2 = 'pending' AND NOT EXISTS (SELECT 1 FROM destinations d WHERE d.id = l.destination_id)
-					THEN 'failed' ELSE $2 END,
-				next_attempt_at = CASE WHEN $2 = 'pending' THEN $3 ELSE next_attempt_at END,
-				last_status_code = $4, last_error = $5, locked_until = NULL, updated_at = now()
-			WHERE id = $1 RETURNING attempts`,
-			r.DeliveryID, r.Status, r.NextAttemptAt, r.Attempt.StatusCode, clean(r.Attempt.Error)); err != nil {
-			return err
-		}
+// finishAttempts records attempts ($1-$8), their deliveries' new states,
+// each destination's circuit breaker ($9-$11: whether a success reset it,
+// and the failures after the last success) and statistics ($14-$16) in
+// one statement. The circuit opens at the threshold-th failure in a row
+// ($12) for the shortest time ($13), doubling with each failure after it
+// up to the longest ($17); counted here, so that the failures of every
+// instance add up. A delivery whose destination was deleted during its
+// attempt has nowhere to wait for the next one: it fails, as deleting the
+// destination failed the others. Its commit does not wait for the disk:
+// a record lost in a crash means one more attempt, which at least once
+// allows.
+const finishAttempts = `
+WITH lazy AS (
+	SELECT set_config('synchronous_commit', 'off', true) AS v
+), r AS (
+	SELECT r.* FROM lazy, unnest($1::text[], $2::text[], $3::timestamptz[], $4::int[], $5::text[], $6::timestamptz[], $7::float8[], $8::text[])
+		AS r(id, status, next_at, code, err, started, dur, excerpt)
+), upd AS (
+	UPDATE deliveries l SET attempts = l.attempts + 1,
+		status = CASE WHEN r.status = 'pending' AND NOT EXISTS (SELECT 1 FROM destinations d WHERE d.id = l.destination_id)
+			THEN 'failed' ELSE r.status END,
+		next_attempt_at = CASE WHEN r.status = 'pending' THEN r.next_at ELSE l.next_attempt_at END,
+		last_status_code = r.code, last_error = r.err, locked_until = NULL, updated_at = now()
+	FROM r WHERE l.id = r.id
+	RETURNING l.id, l.attempts
+), logged AS (
+	INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response_excerpt)
+	SELECT upd.id, upd.attempts, r.started, r.dur, r.code, r.err, r.excerpt FROM upd JOIN r ON r.id = upd.id
+	ON CONFLICT DO NOTHING
+), c AS (
+	SELECT * FROM unnest($9::text[], $10::bool[], $11::int[]) AS c(id, reset, fails)
+), circuit AS (
+	UPDATE destinations d SET
+		consecutive_failures = CASE WHEN c.reset THEN c.fails ELSE d.consecutive_failures + c.fails END,
+		circuit_open_until = CASE
+			WHEN (CASE WHEN c.reset THEN c.fails ELSE d.consecutive_failures + c.fails END) >= $12
+			THEN now() + make_interval(secs => least($13 * 2 ^ least((CASE WHEN c.reset THEN c.fails ELSE d.consecutive_failures + c.fails END) - $12, 16), $17))
+			WHEN c.reset THEN NULL
+			ELSE d.circuit_open_until END,
+		circuit_probe_until = NULL
+	FROM c WHERE d.id = c.id AND (c.fails > 0 OR d.consecutive_failures <> 0 OR d.circuit_open_until IS NOT NULL)
+)
+INSERT INTO destination_usage (destination_id, slot, succeeded, failed, last_success_at, last_failure_at)
+SELECT u.id, $18, u.ok, u.ko, CASE WHEN u.ok > 0 THEN now() END, CASE WHEN u.ko > 0 THEN now() END
+FROM unnest($14::text[], $15::bigint[], $16::bigint[]) AS u(id, ok, ko)
+ON CONFLICT (destination_id, slot) DO UPDATE SET succeeded = destination_usage.succeeded + EXCLUDED.succeeded,
+	failed = destination_usage.failed + EXCLUDED.failed,
+	last_success_at = greatest(destination_usage.last_success_at, EXCLUDED.last_success_at),
+	last_failure_at = greatest(destination_usage.last_failure_at, EXCLUDED.last_failure_at)`
+
+// FinishAttempts records attempts, in the order they ended, with their
+// deliveries' new states and their destinations' circuit breakers and
+// statistics, in one transaction. slot spreads the statistics of
+// concurrent writers over rows of their own.
+func (s *Store) FinishAttempts(ctx context.Context, rs []AttemptResult, slot int) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	n := len(rs)
+	var (
+		ids, statuses, errs, excerpts = make(pq.StringArray, n), make(pq.StringArray, n), make(pq.StringArray, n), make(pq.StringArray, n)
+		nexts, starts                 = make([]string, n), make([]string, n)
+		codes                         = make(nullInt64s, n)
+		durs                          = make(pq.Float64Array, n)
+	)
+	type circuit struct {
+		reset   bool
+		fails   int
+		ok, bad int64
+	}
+	byDest := map[string]*circuit{}
+	var order []string
+	for i, r := range rs {
 		a := r.Attempt
-		if _, err := tx.ExecContext(ctx, `INSERT INTO delivery_attempts (delivery_id, attempt, started_at, duration_ms, status_code, error, response_excerpt)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
-			r.DeliveryID, n, a.StartedAt, a.DurationMS, a.StatusCode, clean(a.Error), clean(a.ResponseExcerpt)); err != nil {
-			return err
+		ids[i], statuses[i], errs[i], excerpts[i] = r.DeliveryID, r.Status, clean(a.Error), clean(a.ResponseExcerpt)
+		nexts[i] = r.NextAttemptAt.UTC().Format(timeFormat)
+		starts[i] = a.StartedAt.UTC().Format(timeFormat)
+		if a.StatusCode != nil {
+			codes[i] = sql.NullInt64{Int64: int64(*a.StatusCode), Valid: true}
+		}
+		durs[i] = a.DurationMS
+		c := byDest[r.DestinationID]
+		if c == nil {
+			c = &circuit{}
+			byDest[r.DestinationID] = c
+			order = append(order, r.DestinationID)
 		}
 		if r.Success {
-			if _, err := tx.ExecContext(ctx, `UPDATE destinations SET consecutive_failures = 0, circuit_open_until = NULL, circuit_probe_until = NULL
-				WHERE id = $1 AND (consecutive_failures <> 0 OR circuit_open_until IS NOT NULL)`, r.DestinationID); err != nil {
-				return err
-			}
+			c.reset, c.fails = true, 0
 		} else {
-			// The circuit opens at the threshold-th failure in a row for
-			// the shortest time, doubling with each failure after it up to
-			// the longest; counted here, so that the failures of every
-			// instance add up.
-			if _, err := tx.ExecContext(ctx, `UPDATE destinations SET consecutive_failures = consecutive_failures + 1,
-					circuit_open_until = CASE WHEN consecutive_failures + 1 >= $2
-						THEN now() + make_interval(secs => least($3 * 2 ^ least(consecutive_failures + 1 - $2, 16), $4))
-						ELSE circuit_open_until END,
-					circuit_probe_until = NULL
-				WHERE id = $1`, r.DestinationID, destination.CircuitThreshold,
-				destination.CircuitMinOpen.Seconds(), destination.CircuitMaxOpen.Seconds()); err != nil {
-				return err
-			}
+			c.fails++
 		}
-		if r.Status == destination.Pending {
-			return nil
+		switch r.Status {
+		case destination.Succeeded:
+			c.ok++
+		case destination.Failed:
+			c.bad++
 		}
-		succeeded, failed := 0, 0
-		if r.Status == destination.Succeeded {
-			succeeded = 1
-		} else {
-			failed = 1
+	}
+	var cIDs, uIDs pq.StringArray
+	var cReset pq.BoolArray
+	var cFails, uOK, uBad pq.Int64Array
+	for _, id := range order {
+		c := byDest[id]
+		cIDs, cReset, cFails = append(cIDs, id), append(cReset, c.reset), append(cFails, int64(c.fails))
+		if c.ok+c.bad > 0 {
+			uIDs, uOK, uBad = append(uIDs, id), append(uOK, c.ok), append(uBad, c.bad)
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO destination_usage (destination_id, slot, succeeded, failed, last_success_at, last_failure_at)
-			VALUES ($1, $2, $3::bigint, $4::bigint, CASE WHEN $3::bigint > 0 THEN now() END, CASE WHEN $4::bigint > 0 THEN now() END)
-			ON CONFLICT (destination_id, slot) DO UPDATE SET succeeded = destination_usage.succeeded + EXCLUDED.succeeded,
-				failed = destination_usage.failed + EXCLUDED.failed,
-				last_success_at = greatest(destination_usage.last_success_at, EXCLUDED.last_success_at),
-				last_failure_at = greatest(destination_usage.last_failure_at, EXCLUDED.last_failure_at)`,
-			r.DestinationID, r.Slot, succeeded, failed)
-		return err
-	})
+	}
+	_, err := s.db.ExecContext(ctx, finishAttempts,
+		ids, statuses, pq.StringArray(nexts), codes, errs, pq.StringArray(starts), durs, excerpts,
+		cIDs, cReset, cFails, destination.CircuitThreshold, destination.CircuitMinOpen.Seconds(),
+		uIDs, uOK, uBad, destination.CircuitMaxOpen.Seconds(), slot)
 	if err != nil {
-		return fmt.Errorf("finish attempt of %s: %w", r.DeliveryID, mapErr(err))
+		return fmt.Errorf("finish %d attempts: %w", n, mapErr(err))
 	}
 	return nil
 }
@@ -385,12 +458,20 @@ func (s *Store) DestinationStates(ctx context.Context) ([]DestinationState, erro
 	return out, nil
 }
 
-// ForwardingTriggers returns the ids of the triggers with an enabled
-// destination: their new events have deliveries to make.
-func (s *Store) ForwardingTriggers(ctx context.Context) ([]int64, error) {
-	var ids []int64
-	if err := s.db.SelectContext(ctx, &ids, `SELECT DISTINCT trigger_id FROM destinations WHERE enabled`); err != nil {
-		return nil, fmt.Errorf("forwarding triggers: %w", err)
+// ForwardingDestinations maps the ids of the triggers with an enabled
+// destination to those destinations' ids: their new events have
+// deliveries to make.
+func (s *Store) ForwardingDestinations(ctx context.Context) (map[int64][]string, error) {
+	var rows []struct {
+		TriggerID int64  `db:"trigger_id"`
+		ID        string `db:"id"`
 	}
-	return ids, nil
+	if err := s.db.SelectContext(ctx, &rows, `SELECT trigger_id, id FROM destinations WHERE enabled ORDER BY trigger_id, id`); err != nil {
+		return nil, fmt.Errorf("forwarding destinations: %w", err)
+	}
+	out := make(map[int64][]string)
+	for _, r := range rows {
+		out[r.TriggerID] = append(out[r.TriggerID], r.ID)
+	}
+	return out, nil
 }

@@ -68,7 +68,7 @@ func TestWriterQueuesDeliveries(t *testing.T) {
 		t.Errorf("the disabled destination got %d deliveries", n)
 	}
 	due, err := s.DueDestinations(ctx)
-	if err != nil || len(due) != 1 || due[0] != on.ID {
+	if err != nil || len(due) != 1 || due[0].ID != on.ID || due[0].Probe {
 		t.Errorf("DueDestinations = %v, %v; want [%s]", due, err, on.ID)
 	}
 }

@@ -88,6 +88,21 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	return nil
 }
 
+// inLazyTx runs fn in a transaction whose commit does not wait for the
+// WAL to reach the disk (synchronous_commit off): for writes that a crash
+// may lose at no cost but doing them again, such as a delivery's claim
+// (its lease lapses anyway) or an attempt's record (the delivery is then
+// attempted again, which at least once allows). It saves the forwarder an
+// fsync per statement, and the writer's commits the wait behind them.
+func (s *Store) inLazyTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
 // mapErr turns driver errors into the package's sentinels.
 func mapErr(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
