@@ -198,8 +198,10 @@ func readKeys(t *testing.T, path string) string {
 }
 
 // TestTailFollowsRestarts: `inlet tail` on the embedded NATS server prints
-// events as they are published, and when inlet restarts, on a new port, it
-// says so, follows the new server and goes on printing.
+// events as they are published, and when inlet restarts, its NATS on a new
+// port, tail says on stderr that it lost NATS, reconnects to the server
+// that <data_dir>/nats.url now names, says so naming it, and goes on
+// printing.
 func TestTailFollowsRestarts(t *testing.T) {
 	dataDir := t.TempDir()
 	env := map[string]string{
@@ -233,12 +235,17 @@ func TestTailFollowsRestarts(t *testing.T) {
 	first := post("1.0.0")
 	waitFor(t, 20*time.Second, "the first event in tail's output", func() bool { return strings.Contains(out.String(), first) })
 
+	before := readKeys(t, filepath.Join(dataDir, "nats.url"))
 	s.shutdown()
 	s = startServe(t, env) // a new embedded NATS, on a new port
+	after := readKeys(t, filepath.Join(dataDir, "nats.url"))
+	if after == before {
+		t.Fatalf("the restarted inlet's NATS listens at %s again; the test needs a new port", after)
+	}
 	second := post("2.0.0")
 	waitFor(t, 30*time.Second, "the event after the restart in tail's output", func() bool { return strings.Contains(out.String(), second) })
-	if !strings.Contains(errOut.String(), "reconnected") {
-		t.Errorf("tail did not say it reconnected: %s", errOut.String())
+	if say := errOut.String(); !strings.Contains(say, "lost NATS") || !strings.Contains(say, "reconnected to "+after+"\n") {
+		t.Errorf("tail said %q, want that it lost NATS and reconnected to %s (named in nats.url)", say, after)
 	}
 	var line struct {
 		Subject string          `json:"subject"`

@@ -46,20 +46,23 @@ func tail(ctx context.Context, args []string, getenv func(string) string, stdout
 		nats.DisconnectErrHandler(func(*nats.Conn, error) {
 			fmt.Fprintln(stderr, "lost NATS; waiting for it to come back")
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			fmt.Fprintf(stderr, "reconnected to %s\n", nc.ConnectedUrlRedacted())
-		}),
 	}
+	connected := (*nats.Conn).ConnectedUrlRedacted
 	url := cfg.NATSURL
 	if url == "" {
 		// The embedded server moves to a new port at each start: every
 		// (re)connection reads where it is now.
-		d := &embeddedDialer{dir: cfg.DataDir}
+		d := &embeddedDialer{dir: cfg.DataDir, Dialer: net.Dialer{Timeout: 2 * time.Second}}
 		if url, err = d.url(); err != nil {
 			return errors.New("no NATS_URL, and no embedded NATS found: start inlet (make run) first")
 		}
 		opts = append(opts, nats.SetCustomDialer(d), nats.TokenHandler(d.token))
+		// nats.go still names the server it first connected to.
+		connected = func(*nats.Conn) string { return d.connected() }
 	}
+	opts = append(opts, nats.ReconnectHandler(func(nc *nats.Conn) {
+		fmt.Fprintf(stderr, "reconnected to %s\n", connected(nc))
+	}))
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return fmt.Errorf("connect to NATS: %w", err)
@@ -101,6 +104,9 @@ func tail(ctx context.Context, args []string, getenv func(string) string, stdout
 type embeddedDialer struct {
 	dir string
 	net.Dialer
+
+	mu     sync.Mutex
+	dialed string // the address of the last connection made
 }
 
 func (d *embeddedDialer) url() (string, error) {
@@ -117,8 +123,20 @@ func (d *embeddedDialer) Dial(network, address string) (net.Conn, error) {
 	if url, err := d.url(); err == nil {
 		address = strings.TrimPrefix(url, "nats://")
 	}
-	d.Timeout = 2 * time.Second
-	return d.Dialer.Dial(network, address)
+	conn, err := d.Dialer.Dial(network, address)
+	if err == nil {
+		d.mu.Lock()
+		d.dialed = address
+		d.mu.Unlock()
+	}
+	return conn, err
+}
+
+// connected returns the URL of the server last dialed.
+func (d *embeddedDialer) connected() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return "nats://" + d.dialed
 }
 
 // token reads the server's token at each connection.
