@@ -66,7 +66,7 @@ func migrate(ctx context.Context, args []string, getenv func(string) string, std
 		About: "Applies the database migrations that are not applied yet, and exits. inlet serve\nalso migrates at start.",
 	}, args, getenv, stderr)
 	if err != nil {
-		return err
+		return asUsage(err)
 	}
 	_, closeDB, err := openDB(ctx, cfg)
 	if err != nil {
@@ -89,14 +89,14 @@ func token(ctx context.Context, args []string, getenv func(string) string, stdou
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		_, _, err := config.LoadCommand(cmd, []string{"-h"}, getenv, stderr)
 		if len(args) == 0 {
-			return errors.New("token needs a subcommand")
+			return usagef("token needs a subcommand")
 		}
 		return err
 	}
 	sub, args := args[0], args[1:]
 	cfg, fs, err := config.LoadCommand(cmd, args, getenv, stderr)
 	if err != nil {
-		return err
+		return asUsage(err)
 	}
 	operands := fs.Args()
 	want := 1
@@ -105,11 +105,11 @@ func token(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	switch {
 	case sub != "create" && sub != "list" && sub != "revoke":
-		return fmt.Errorf("unknown token subcommand %q; usage: %s", sub, tokenUsage)
+		return usagef("unknown token subcommand %q; usage: %s", sub, tokenUsage)
 	case len(operands) < want:
-		return fmt.Errorf("token %s needs an argument; usage: %s", sub, tokenUsage)
+		return usagef("token %s needs an argument; usage: %s", sub, tokenUsage)
 	case len(operands) > want:
-		return fmt.Errorf("unexpected argument %q; usage: %s", operands[want], tokenUsage)
+		return usagef("unexpected argument %q; usage: %s", operands[want], tokenUsage)
 	}
 	db, closeDB, err := openDB(ctx, cfg)
 	if err != nil {
@@ -144,7 +144,7 @@ func token(ctx context.Context, args []string, getenv func(string) string, stdou
 	case "revoke":
 		id, err := strconv.ParseInt(operands[0], 10, 64)
 		if err != nil {
-			return fmt.Errorf("token id %q is not a number", operands[0])
+			return usagef("token id %q is not a number", operands[0])
 		}
 		_, err = st.RevokeToken(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -179,17 +179,17 @@ func secrets(ctx context.Context, args []string, getenv func(string) string, std
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		_, _, err := config.LoadCommand(cmd, []string{"-h"}, getenv, stderr)
 		if len(args) == 0 {
-			return errors.New("secrets needs a subcommand")
+			return usagef("secrets needs a subcommand")
 		}
 		return err
 	}
 	sub, args := args[0], args[1:]
 	cfg, fs, err := config.LoadCommand(cmd, args, getenv, stderr)
 	if err != nil {
-		return err
+		return asUsage(err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q; usage: %s", fs.Arg(0), secretsUsage)
+		return usagef("unexpected argument %q; usage: %s", fs.Arg(0), secretsUsage)
 	}
 	switch sub {
 	case "generate-key":
@@ -198,7 +198,7 @@ func secrets(ctx context.Context, args []string, getenv func(string) string, std
 	case "rotate-key":
 		return rotateKey(ctx, cfg, stderr)
 	}
-	return fmt.Errorf("unknown secrets subcommand %q; usage: %s", sub, secretsUsage)
+	return usagef("unknown secrets subcommand %q; usage: %s", sub, secretsUsage)
 }
 
 func rotateKey(ctx context.Context, cfg config.Config, stderr io.Writer) error {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,7 +21,13 @@ import (
 	"github.com/inlet-dev/inlet/pkg/store/storetest"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv("INLET_TEST_MAIN") == "1" {
+		// Started again by TestExitStatusOfTheProcess: be the inlet binary.
+		main()
+	}
+	storetest.Main(m)
+}
 
 // lockedBuffer is a bytes.Buffer safe for the serve goroutine and the test.
 type lockedBuffer struct {

@@ -25,7 +25,7 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := config.LoadServe(args, getenv, stderr)
 	if err != nil {
-		return err
+		return asUsage(err)
 	}
 	logger := newLogger(cfg, stderr)
 	g, err := gateway.Start(ctx, cfg, logger)

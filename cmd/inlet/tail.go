@@ -37,7 +37,7 @@ func tail(ctx context.Context, args []string, getenv func(string) string, stdout
 		},
 	}, args, getenv, stderr)
 	if err != nil {
-		return err
+		return asUsage(err)
 	}
 	opts := []nats.Option{
 		nats.Name("inlet tail"),
