@@ -290,7 +290,7 @@ func replayCmd(ctx context.Context, args []string, e env) error {
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&ref, "trigger", "", "replay the events of the trigger with this `ref`")
 			fs.StringVar(&since, "since", "", "the first `time` to replay (RFC 3339, or a duration ago)")
-			fs.StringVar(&until, "until", "", "replay events received before this `time` (default now)")
+			fs.StringVar(&until, "until", "", "replay events received before this `time` (default: now, on inlet's clock)")
 			fs.IntVar(&limit, "limit", 0, "replay at most `N` events (default the API's, 1000)")
 		},
 		maxArgs: 1,
@@ -325,16 +325,19 @@ func replayCmd(ctx context.Context, args []string, e env) error {
 	if err != nil {
 		return usagef("-since: %v", err)
 	}
-	to := now
-	if until != "" {
-		if to, err = parseTime(until, now); err != nil {
-			return usagef("-until: %v", err)
-		}
-	}
 	if limit < 0 {
 		return usagef("-limit must be positive, got %d", limit)
 	}
-	body := map[string]any{"trigger": ref, "since": from.UTC().Format(time.RFC3339Nano), "until": to.UTC().Format(time.RFC3339Nano)}
+	body := map[string]any{"trigger": ref, "since": from.UTC().Format(time.RFC3339Nano)}
+	span := "since " + when(&from)
+	if until != "" {
+		to, err := parseTime(until, now)
+		if err != nil {
+			return usagef("-until: %v", err)
+		}
+		body["until"] = to.UTC().Format(time.RFC3339Nano)
+		span = "from " + when(&from) + " to " + when(&to)
+	}
 	if limit > 0 {
 		body["limit"] = limit
 	}
@@ -352,7 +355,7 @@ func replayCmd(ctx context.Context, args []string, e env) error {
 	if err := decode(a, &r); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stderr, "replayed %d events of %s received from %s to %s; the new ids:\n", r.Replayed, ref, when(&from), when(&to))
+	fmt.Fprintf(c.stderr, "replayed %d events of %s received %s; the new ids:\n", r.Replayed, ref, span)
 	for _, id := range r.EventIDs {
 		fmt.Fprintln(c.stdout, id)
 	}
