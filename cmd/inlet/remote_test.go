@@ -620,3 +620,26 @@ func TestSettingsBody(t *testing.T) {
 		}
 	}
 }
+
+// TestFlatten: show lists settings, and health when the API has it, under
+// the dotted names set takes, in the API's order.
+func TestFlatten(t *testing.T) {
+	for _, tt := range []struct {
+		name, raw, prefix string
+		want              [][2]string
+	}{
+		{"settings", `{"hmac":{"enabled":true,"preset":""},"ip_allowlist":{"cidrs":["10.0.0.0/8","::1/128"]},"payload_mapping":{},"payload_size_limit_kb":512}`, "",
+			[][2]string{{"hmac.enabled", "true"}, {"hmac.preset", ""}, {"ip_allowlist.cidrs", "10.0.0.0/8,::1/128"}, {"payload_mapping", "-"}, {"payload_size_limit_kb", "512"}}},
+		{"health", `{"status":"failing","last_accepted_at":null,"accepted_1h":3,"rejected_1h":12}`, "health",
+			[][2]string{{"health.status", "failing"}, {"health.last_accepted_at", "-"}, {"health.accepted_1h", "3"}, {"health.rejected_1h", "12"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := flatten(json.RawMessage(tt.raw), tt.prefix); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("flatten(%s) = %q, want %q", tt.raw, got, tt.want)
+			}
+		})
+	}
+	if got := requestCounts(json.RawMessage(`{"accepted":4,"signature_invalid":0,"rate_limited":2}`)); got != "accepted 4, rate_limited 2" {
+		t.Errorf("requestCounts = %q", got)
+	}
+}
