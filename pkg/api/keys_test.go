@@ -150,3 +150,27 @@ func TestActivityNamesFieldsNotValues(t *testing.T) {
 		t.Errorf("changes = %s, want hmac.enabled,hmac.secret,rate_limit.requests", got)
 	}
 }
+
+// A primary key replaced with a grace period is listed, and named in audit
+// records, as "primary (replaced)" until it stops working.
+func TestReplacedKeyLabel(t *testing.T) {
+	v := newEnv(t)
+	v.createTrigger("github.push")
+	v.call(http.MethodPost, "/api/v1/triggers/github.push/webhooks/enable", "", http.StatusOK, nil)
+	v.call(http.MethodPost, "/api/v1/triggers/github.push/webhooks/regenerate", `{"grace_seconds":3600}`, http.StatusOK, nil)
+	var ks keysResp
+	v.call(http.MethodGet, "/api/v1/triggers/github.push/webhooks/keys", "", http.StatusOK, &ks)
+	var labels []string
+	for _, k := range ks.Data {
+		labels = append(labels, fmt.Sprintf("%s/%v", k.Label, k.Primary))
+	}
+	if strings.Join(labels, ",") != "primary/true,primary (replaced)/false" {
+		t.Errorf("keys after a regenerate with grace = %v", labels)
+	}
+	// Another regenerate with grace replaces the new primary in turn.
+	v.call(http.MethodPost, "/api/v1/triggers/github.push/webhooks/regenerate", `{"grace_seconds":3600}`, http.StatusOK, nil)
+	v.call(http.MethodGet, "/api/v1/triggers/github.push/webhooks/keys", "", http.StatusOK, &ks)
+	if len(ks.Data) != 3 || ks.Data[1].Label != "primary (replaced)" || ks.Data[2].Label != "primary (replaced)" {
+		t.Errorf("keys after two regenerates = %+v", ks.Data)
+	}
+}

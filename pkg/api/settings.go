@@ -144,8 +144,12 @@ func (p *settingsPatch) apply(s *trigger.Settings, now time.Time, prefix string)
 	setIf(&s.Split, p.Split)
 	setIf(&s.ExpectedIntervalSeconds, p.ExpectedIntervalSeconds)
 
+	// Only a change to hmac generates a secret: one that turns it on
+	// without a secret, or clears the secret while it is on. Another
+	// change leaves a trigger without a secret as it was (refusing every
+	// request), rather than answering with a secret nobody asked for.
 	var generated secret.Value
-	if s.HMAC.Enabled && s.HMAC.Secret == "" {
+	if p.HMAC != nil && s.HMAC.Enabled && s.HMAC.Secret == "" {
 		generated = trigger.NewSecret()
 		s.HMAC.Secret = generated
 	}

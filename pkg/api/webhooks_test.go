@@ -611,3 +611,24 @@ func TestWebhookLogPagination(t *testing.T) {
 		t.Errorf("total_events = %d, want 0", w.Data.TotalEvents)
 	}
 }
+
+// A PATCH that does not touch hmac never generates a secret, even for a
+// trigger whose HMAC is on without one (as a pack may leave it).
+func TestPatchOutsideHMACGeneratesNoSecret(t *testing.T) {
+	v := newEnv(t)
+	tr := v.createTrigger("github.push")
+	if _, err := v.store.UpdateSettings(context.Background(), tr.ID, func(s *trigger.Settings) error {
+		s.HMAC.Enabled, s.HMAC.Preset = true, "github"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	raw := v.call(http.MethodPatch, "/api/v1/triggers/github.push/webhooks", `{"rate_limit":{"requests":5}}`, http.StatusOK, nil)
+	if strings.Contains(string(raw), `"secret":`) || v.settingsOf("github.push").HMAC.Secret != "" {
+		t.Errorf("a rate limit change generated a secret: %s", raw)
+	}
+	raw = v.call(http.MethodPatch, "/api/v1/triggers/github.push/webhooks", `{"hmac":{"enabled":true}}`, http.StatusOK, nil)
+	if !strings.Contains(string(raw), `"secret":`) || v.settingsOf("github.push").HMAC.Secret == "" {
+		t.Errorf("turning hmac on without a secret generated none: %s", raw)
+	}
+}

@@ -202,7 +202,8 @@ func (s *Store) RegenerateKey(ctx context.Context, id int64, grace time.Duration
 		}
 		if grace > 0 {
 			var exp time.Time
-			err := tx.GetContext(ctx, &exp, `UPDATE webhook_keys SET role = 'replaced', expires_at = now() + make_interval(secs => $2)
+			err := tx.GetContext(ctx, &exp, `UPDATE webhook_keys SET role = 'replaced', label = label || ' (replaced)',
+				expires_at = now() + make_interval(secs => $2)
 				WHERE trigger_id = $1 AND role = 'primary' RETURNING expires_at`, id, grace.Seconds())
 			if err == nil {
 				exp = exp.UTC()
