@@ -111,6 +111,17 @@ type webhookView struct {
 	TotalEvents int64        `json:"total_events"`
 	Settings    settingsView `json:"settings"`
 	Stats       webhookStats `json:"stats"`
+	Health      healthView   `json:"health"`
+}
+
+// healthView is a webhook's health: trigger.Health's judgement and what
+// it is made from.
+type healthView struct {
+	Status         string     `json:"status"`
+	LastAcceptedAt *time.Time `json:"last_accepted_at"`
+	LastRejectedAt *time.Time `json:"last_rejected_at"`
+	Accepted1h     int64      `json:"accepted_1h"`
+	Rejected1h     int64      `json:"rejected_1h"`
 }
 
 type webhookStats struct {
@@ -135,6 +146,11 @@ func (a *API) viewWebhook(c echo.Context, t trigger.Trigger) (webhookView, error
 		TotalEvents: u.Events,
 		Settings:    viewSettings(t.Settings, a.now()),
 		Stats:       webhookStats{Requests: make(map[string]int64, len(outcome.All))},
+		Health: healthView{
+			Status:         t.Health(u.Traffic(), t.WebhookSince(), a.now()),
+			LastAcceptedAt: u.LastAcceptedAt, LastRejectedAt: u.LastRejectedAt,
+			Accepted1h: u.Accepted1h, Rejected1h: u.Rejected1h,
+		},
 	}
 	if v.CreatedAt != nil {
 		utc := v.CreatedAt.UTC()

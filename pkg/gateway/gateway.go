@@ -165,6 +165,7 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 	g.cancel = cancel
 	g.goBackground(func() { g.ensureStream(bg, js) })
 	g.goBackground(func() { g.watchDependencies(bg, js) })
+	g.goBackground(func() { g.watchHealth(bg) })
 	g.goBackground(func() {
 		if err := g.pub.Run(bg); err != nil {
 			logger.Error("publisher stopped", slog.Any("err", err))
@@ -384,6 +385,48 @@ func (g *Gateway) watchDependencies(ctx context.Context, js jetstream.JetStream)
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// healthEvery is how often inlet_trigger_health is computed.
+const healthEvery = 30 * time.Second
+
+// watchHealth keeps inlet_trigger_health current: every trigger's status
+// as GET .../webhooks shows it, from the statistics every instance
+// shares.
+func (g *Gateway) watchHealth(ctx context.Context) {
+	t := time.NewTicker(healthEvery)
+	defer t.Stop()
+	for {
+		g.observeHealth(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (g *Gateway) observeHealth(ctx context.Context) {
+	triggers, err := g.store.ListTriggers(ctx)
+	if err != nil {
+		return
+	}
+	usage, err := g.store.AllUsage(ctx)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	g.metrics.TriggerHealth.Reset()
+	for _, t := range triggers {
+		status := t.Health(usage[t.ID].Traffic(), t.WebhookSince(), now)
+		for _, s := range trigger.HealthStatuses {
+			v := 0.0
+			if s == status {
+				v = 1
+			}
+			g.metrics.TriggerHealth.WithLabelValues(t.Ref, s).Set(v)
 		}
 	}
 }

@@ -38,6 +38,8 @@ type Metrics struct {
 	DeliveryOldest    *prometheus.GaugeVec     // destination
 	DeliveriesFailed  *prometheus.CounterVec   // destination
 	CircuitOpen       *prometheus.GaugeVec     // destination
+
+	TriggerHealth *prometheus.GaugeVec // trigger, status
 }
 
 // New registers the collectors, plus Go and process collectors, on a fresh
@@ -147,11 +149,16 @@ func New(queued func() float64) *Metrics {
 			Name: "inlet_destination_circuit_open",
 			Help: "1 while a destination's circuit breaker holds attempts.",
 		}, []string{"destination"}),
+		TriggerHealth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "inlet_trigger_health",
+			Help: "A trigger's webhook health: 1 for its status (ok, failing, idle or disabled), 0 for the others; every instance reports the same.",
+		}, []string{"trigger", "status"}),
 	}
 	r.MustRegister(m.Requests, m.RequestDuration, m.AuditDropped, m.AuditAggregated, m.WriteQueue, m.WriteQueueCapacity, m.BatchSize, m.BatchDuration,
 		m.BatchErrors, m.Published, m.PublishErrors, m.PublishLag, m.OutboxBacklog, m.OutboxOldest,
 		m.PayloadOmitted, m.SetAsideTotal, m.SetAside, m.DependencyUp,
 		m.DeliveryAttempts, m.DeliveryDuration, m.DeliveriesPending, m.DeliveryOldest, m.DeliveriesFailed, m.CircuitOpen,
+		m.TriggerHealth,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/inlet-dev/inlet/pkg/outcome"
+	"github.com/inlet-dev/inlet/pkg/trigger"
 )
 
 // Usage is a trigger's traffic as the writer counted it: requests per
@@ -24,18 +25,53 @@ type Usage struct {
 	Accepted1h, Rejected1h int64
 }
 
+// Traffic returns the part of u a trigger's health is judged from.
+func (u Usage) Traffic() trigger.Traffic {
+	return trigger.Traffic{LastAcceptedAt: u.LastAcceptedAt, Accepted1h: u.Accepted1h, Rejected1h: u.Rejected1h}
+}
+
 // Usage returns trigger id's traffic.
 func (s *Store) Usage(ctx context.Context, triggerID int64) (Usage, error) {
-	u := Usage{Requests: map[string]int64{}}
-	var rows []struct {
-		Outcome string    `db:"outcome"`
-		N       int64     `db:"n"`
-		Events  int64     `db:"events"`
-		Last    time.Time `db:"last"`
+	all, err := s.usage(ctx, triggerID)
+	if err != nil {
+		return Usage{}, fmt.Errorf("usage of trigger %d: %w", triggerID, err)
 	}
-	if err := s.db.SelectContext(ctx, &rows, `SELECT outcome, sum(n)::bigint AS n, sum(events)::bigint AS events, max(last_at) AS last
-		FROM usage WHERE trigger_id = $1 GROUP BY outcome`, triggerID); err != nil {
-		return u, fmt.Errorf("usage of trigger %d: %w", triggerID, err)
+	if u, ok := all[triggerID]; ok {
+		return u, nil
+	}
+	return Usage{Requests: map[string]int64{}}, nil
+}
+
+// AllUsage returns the traffic of every trigger that has some, by id.
+func (s *Store) AllUsage(ctx context.Context) (map[int64]Usage, error) {
+	all, err := s.usage(ctx, 0)
+	if err != nil {
+		return nil, fmt.Errorf("usage of every trigger: %w", err)
+	}
+	return all, nil
+}
+
+// usage reads the traffic of trigger triggerID, or of every trigger when
+// it is 0.
+func (s *Store) usage(ctx context.Context, triggerID int64) (map[int64]Usage, error) {
+	out := map[int64]Usage{}
+	get := func(id int64) Usage {
+		u, ok := out[id]
+		if !ok {
+			u = Usage{Requests: map[string]int64{}}
+		}
+		return u
+	}
+	var rows []struct {
+		TriggerID int64     `db:"trigger_id"`
+		Outcome   string    `db:"outcome"`
+		N         int64     `db:"n"`
+		Events    int64     `db:"events"`
+		Last      time.Time `db:"last"`
+	}
+	if err := s.db.SelectContext(ctx, &rows, `SELECT trigger_id, outcome, sum(n)::bigint AS n, sum(events)::bigint AS events, max(last_at) AS last
+		FROM usage WHERE $1 = 0 OR trigger_id = $1 GROUP BY trigger_id, outcome`, triggerID); err != nil {
+		return nil, err
 	}
 	later := func(p **time.Time, t time.Time) {
 		t = t.UTC()
@@ -44,6 +80,7 @@ func (s *Store) Usage(ctx context.Context, triggerID int64) (Usage, error) {
 		}
 	}
 	for _, r := range rows {
+		u := get(r.TriggerID)
 		u.Requests[r.Outcome] = r.N
 		u.Events += r.Events
 		later(&u.LastUsedAt, r.Last)
@@ -52,13 +89,23 @@ func (s *Store) Usage(ctx context.Context, triggerID int64) (Usage, error) {
 		} else {
 			later(&u.LastAcceptedAt, r.Last)
 		}
+		out[r.TriggerID] = u
 	}
-	err := s.db.QueryRowxContext(ctx, `SELECT COALESCE(sum(accepted), 0)::bigint, COALESCE(sum(rejected), 0)::bigint
-		FROM usage_minutes WHERE trigger_id = $1 AND minute > now() - interval '1 hour'`, triggerID).Scan(&u.Accepted1h, &u.Rejected1h)
-	if err != nil {
-		return u, fmt.Errorf("usage of trigger %d: %w", triggerID, err)
+	var hour []struct {
+		TriggerID int64 `db:"trigger_id"`
+		Accepted  int64 `db:"accepted"`
+		Rejected  int64 `db:"rejected"`
 	}
-	return u, nil
+	if err := s.db.SelectContext(ctx, &hour, `SELECT trigger_id, sum(accepted)::bigint AS accepted, sum(rejected)::bigint AS rejected
+		FROM usage_minutes WHERE ($1 = 0 OR trigger_id = $1) AND minute > now() - interval '1 hour' GROUP BY trigger_id`, triggerID); err != nil {
+		return nil, err
+	}
+	for _, h := range hour {
+		u := get(h.TriggerID)
+		u.Accepted1h, u.Rejected1h = h.Accepted, h.Rejected
+		out[h.TriggerID] = u
+	}
+	return out, nil
 }
 
 // PruneUsageMinutes deletes the per-minute counts older than two hours,
