@@ -29,7 +29,7 @@ import (
 // in the one answer that generated it; those answers are searched for
 // everything else.
 func TestNoSecretsLeak(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, allowLoopback)
 	all := newLeakFinder()    // everything secret
 	noKeys := newLeakFinder() // the same, without webhook keys
 	secret := func(name, s string) {
@@ -69,6 +69,21 @@ func TestNoSecretsLeak(t *testing.T) {
 	regen := e.mustAdmin(200, "POST", "/api/v1/triggers/"+deploy+"/webhooks/regenerate", map[string]any{"grace_seconds": 600})
 	k1b := regen["data"].(map[string]any)["webhook_key"].(string)
 	key("regenerated deployment key", k1b)
+
+	// A destination whose secret and header value are secrets; its secret
+	// rotated, the new one shown once.
+	sink := newSink(t)
+	dsecret := "rel-leak-dst-" + trigger.RandomString(32)
+	dheader := "Bearer rel-leak-hdr-" + trigger.RandomString(32)
+	secret("destination secret", dsecret)
+	secret("destination header value", dheader)
+	dst := e.mustAdmin(201, "POST", "/api/v1/triggers/"+deploy+"/destinations", map[string]any{
+		"name": "leak", "url": sink.srv.URL, "signing": map[string]any{"scheme": "hmac-sha256", "secret": dsecret},
+		"headers": map[string]any{"Authorization": dheader},
+	})["data"].(map[string]any)
+	dstID := dst["id"].(string)
+	rot := e.mustAdmin(200, "POST", "/api/v1/destinations/"+dstID+"/rotate-secret", map[string]any{"grace_seconds": 600})
+	secret("rotated destination secret", rot["data"].(map[string]any)["secret"].(string))
 
 	credHeaders := func(i int) map[string]string {
 		auth := "rel-sender-" + trigger.RandomString(24)
@@ -182,6 +197,22 @@ func TestNoSecretsLeak(t *testing.T) {
 		}
 	}
 
+	// Every event reaches the destination (signed with both secrets,
+	// which must show nowhere), and one is replayed.
+	eventually(t, 15*time.Second, "every delivery made", func() bool {
+		return e.count(`SELECT count(*) FROM deliveries WHERE status <> 'succeeded'`) == 0 &&
+			e.count(`SELECT count(*) FROM deliveries`) == 24
+	})
+	var first string
+	if err := e.db.Get(&first, `SELECT id FROM events WHERE trigger_ref = $1 ORDER BY received_at LIMIT 1`, deploy); err != nil {
+		t.Fatal(err)
+	}
+	e.mustAdmin(201, "POST", "/api/v1/events/"+first+"/replay", nil)
+	for _, path := range []string{"/api/v1/triggers/" + deploy + "/destinations", "/api/v1/destinations/" + dstID,
+		"/api/v1/destinations/" + dstID + "/deliveries", "/api/v1/activity?limit=1000"} {
+		bodies = append(bodies, string(e.admin("GET", path, nil).body))
+	}
+
 	// What the management API shows an operator: the key is fine, the rest
 	// is not.
 	for _, path := range []string{"/api/v1/triggers", "/api/v1/triggers/" + deploy, "/api/v1/triggers/" + deploy + "/webhooks", "/api/v1/triggers/" + push + "/webhooks"} {
@@ -205,6 +236,9 @@ func TestNoSecretsLeak(t *testing.T) {
 		`SELECT t::text FROM webhook_keys t`,
 		`SELECT t::text FROM activity t`,
 		`SELECT t::text FROM usage t`,
+		`SELECT t::text FROM destinations t`,
+		`SELECT t::text FROM deliveries t`,
+		`SELECT t::text FROM delivery_attempts t`,
 	} {
 		var got []string
 		if err := e.db.Select(&got, q); err != nil {
@@ -223,8 +257,8 @@ func TestNoSecretsLeak(t *testing.T) {
 			msgs.WriteString(k + ": " + strings.Join(v, ",") + "\n")
 		}
 	}
-	if nEvents != 36 {
-		t.Errorf("%d events, want 36", nEvents)
+	if nEvents != 37 {
+		t.Errorf("%d events, want 36 and a replay", nEvents)
 	}
 
 	all.check(t, "the log", e.logs.String())
