@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -102,6 +103,30 @@ func TestTwoInstances(t *testing.T) {
 	})
 	if r := a.post(regen["webhook_key"].(string), deployment("y"), nil); r.status != 200 {
 		t.Errorf("new key on instance A: %d %s, want 200", r.status, r.body)
+	}
+	// Two keys of one trigger work on both instances; one revoked
+	// through A is refused by B at once, the other keeps working.
+	extra := b.mustAdmin(201, "POST", "/api/v1/triggers/"+ref+"/webhooks/keys", map[string]any{"label": "ci"})["data"].(map[string]any)
+	ci := extra["key"].(string)
+	for _, inst := range []*env{a, b} {
+		eventually(t, 5*time.Second, "both keys to work on both instances", func() bool {
+			return inst.post(ci, deployment("k1"), nil).status == 200 &&
+				inst.post(regen["webhook_key"].(string), deployment("k2"), nil).status == 200
+		})
+	}
+	// The instance that revoked it refuses it from the next request; the
+	// other learns of it through NOTIFY, within milliseconds.
+	a.mustAdmin(204, "DELETE", fmt.Sprintf("/api/v1/triggers/%s/webhooks/keys/%d", ref, int64(extra["id"].(float64))), nil)
+	if r := a.post(ci, deployment("k3"), nil); r.status != 404 {
+		t.Errorf("revoked key on the instance that revoked it: %d, want 404", r.status)
+	}
+	eventually(t, time.Second, "the other instance to refuse the revoked key", func() bool {
+		return b.post(ci, deployment("k3"), nil).status == 404
+	})
+	for _, inst := range []*env{a, b} {
+		if r := inst.post(regen["webhook_key"].(string), deployment("k4"), nil); r.status != 200 {
+			t.Errorf("the other key on %s: %d, want 200", inst.base, r.status)
+		}
 	}
 	// A settings change through B reaches A's cache too.
 	b.mustAdmin(200, "PATCH", "/api/v1/triggers/"+ref+"/webhooks", map[string]any{"ip_allowlist": map[string]any{"enabled": true, "cidrs": []string{"192.0.2.0/24"}}})
