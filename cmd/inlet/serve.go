@@ -27,7 +27,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return asUsage(err)
 	}
-	logger := newLogger(cfg, stderr)
+	buf := newLineBuffer(stderr)
+	defer buf.Close()
+	logger := slog.New(flushingHandler{newLogger(cfg, buf).Handler(), buf})
 	g, err := gateway.Start(ctx, cfg, logger)
 	if err != nil {
 		return err

@@ -64,10 +64,11 @@ type Options struct {
 	// timeout opens a breaker that answers 503 at once for a while.
 	// Default 2s: a lookup is one indexed read.
 	StoreWait time.Duration
-	// Now and CacheTTL are for tests.
-	Now      func() time.Time
-	CacheTTL time.Duration
 }
+
+// cacheTTL is how long a cached key is used without being read again;
+// changes reach the cache through notifications long before.
+const cacheTTL = 5 * time.Minute
 
 // Handler is the webhook receiver.
 type Handler struct {
@@ -87,12 +88,6 @@ type Handler struct {
 // New returns a Handler. Call Warm before serving, and Invalidate and
 // Reset from the trigger-change listener so that changes reach the cache.
 func New(o Options) *Handler {
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.CacheTTL <= 0 {
-		o.CacheTTL = 5 * time.Minute
-	}
 	if o.StoreWait <= 0 {
 		o.StoreWait = 2 * time.Second
 	}
@@ -106,7 +101,7 @@ func New(o Options) *Handler {
 		notStoredLog: rate.Sometimes{First: 5, Interval: time.Second},
 	}
 	h.brk = &breaker{window: 2 * time.Second}
-	h.cache = newCache(o.Store, o.CacheTTL, o.StoreWait, h.brk, h.logger)
+	h.cache = newCache(o.Store, cacheTTL, o.StoreWait, h.brk, h.logger)
 	return h
 }
 
@@ -168,7 +163,7 @@ func (h *Handler) Handle(c echo.Context) error {
 	r := c.Request()
 	key := c.Param("webhook_key")
 	rq := &request{
-		start:     h.o.Now(),
+		start:     time.Now(),
 		ip:        c.RealIP(),
 		ua:        r.UserAgent(),
 		keyPrefix: trigger.KeyPrefix(key),
@@ -318,10 +313,6 @@ func readBody(r *http.Request, limit int64) ([]byte, *problem.Error) {
 	}
 	body, err := readAll(io.LimitReader(r.Body, limit+1), r.ContentLength)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, tooLarge()
-		}
 		return nil, problem.New(http.StatusBadRequest, outcome.InvalidPayload, "body could not be read completely")
 	}
 	if int64(len(body)) > limit {
@@ -527,11 +518,11 @@ func (h *Handler) failed(c echo.Context, rq *request, err error) error {
 // submit queues rec for the writer unless the breaker says the database
 // is not answering, and tells the breaker how it went.
 func (h *Handler) submit(ctx context.Context, rec *store.Record) (store.Result, error) {
-	if !h.brk.allow(h.o.Now()) {
+	if !h.brk.allow(time.Now()) {
 		return store.Result{}, errOpen
 	}
 	res, err := h.o.Writer.Submit(ctx, rec)
-	h.brk.report(err, h.o.Now())
+	h.brk.report(err, time.Now())
 	return res, err
 }
 
@@ -548,7 +539,7 @@ func (h *Handler) auditRow(rq *request, status int, oc, detail string) store.Aud
 	a := store.Audit{
 		ReceivedAt: event.Time(rq.start), KeyPrefix: rq.keyPrefix, SourceIP: rq.ip, UserAgent: rq.ua,
 		Status: status, Outcome: oc, Detail: detail, BodySize: rq.size, Count: 1,
-		DurationMS: float64(h.o.Now().Sub(rq.start).Microseconds()) / 1000,
+		DurationMS: float64(time.Now().Sub(rq.start).Microseconds()) / 1000,
 	}
 	if e := rq.key; e != nil {
 		id, ref, kid := e.wh.triggerID, e.wh.ref, e.keyID
@@ -562,7 +553,7 @@ func (h *Handler) observe(rq *request, status int, oc, eventID string) {
 	if rq.key != nil {
 		ref = rq.key.wh.ref
 	}
-	took := h.o.Now().Sub(rq.start)
+	took := time.Now().Sub(rq.start)
 	h.o.Metrics.Requests.WithLabelValues(ref, oc).Inc()
 	h.o.Metrics.RequestDuration.WithLabelValues(oc).Observe(took.Seconds())
 	line := func() {

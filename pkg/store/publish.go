@@ -137,12 +137,18 @@ type PublishProgress struct {
 // after, the position is a little behind and those events are published
 // again, which JetStream's de-duplication drops.
 func (s *Store) RecordProgress(ctx context.Context, p PublishProgress) error {
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		if _, err := tx.ExecContext(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-			return err
+	const advance = `UPDATE publish_position SET xid = $1::xid8, seq = $2, updated_at = now()
+			WHERE (xid, seq) < ($1::xid8, $2)`
+	if len(p.SetAside) == 0 && len(p.Published) == 0 {
+		// The usual round: one statement, one round trip.
+		if _, err := s.db.ExecContext(ctx, `WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true) AS v)
+			`+advance+` AND (SELECT v FROM lazy) IS NOT NULL`, p.To.xid(), p.To.Seq); err != nil {
+			return fmt.Errorf("record publish progress: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE publish_position SET xid = $1::xid8, seq = $2, updated_at = now()
-			WHERE (xid, seq) < ($1::xid8, $2)`, p.To.xid(), p.To.Seq); err != nil {
+		return nil
+	}
+	err := s.inLazyTx(ctx, func(tx *sqlx.Tx) error {
+		if _, err := tx.ExecContext(ctx, advance, p.To.xid(), p.To.Seq); err != nil {
 			return err
 		}
 		for _, a := range p.SetAside {
