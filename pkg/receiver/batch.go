@@ -1,7 +1,6 @@
 package receiver
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -87,21 +86,10 @@ func (h *Handler) acceptBatch(c echo.Context, rq *request, raw json.RawMessage, 
 		}
 		evs[i] = ev
 	}
-	rec := &store.Record{Batch: evs, Audit: h.auditRow(rq, http.StatusOK, outcome.Accepted, "")}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*h.o.StoreWait)
-	defer cancel()
-	res, err := h.submit(ctx, rec)
+	res, err := h.commit(c, rq, &store.Record{Batch: evs, Audit: h.auditRow(rq, http.StatusOK, outcome.Accepted, "")})
 	if err != nil {
-		return h.failed(c, rq, err)
+		return err
 	}
-	if h.o.OnCommit != nil && !res.Duplicate {
-		h.o.OnCommit(wh.triggerID)
-	}
-	oc := outcome.Accepted
-	if res.Duplicate {
-		oc = outcome.Duplicate
-	}
-	h.observe(rq, http.StatusOK, oc, res.EventID)
 	d := batchData{Events: make([]batchEvent, len(res.Elements)), ReceivedAt: at, TriggerRef: wh.ref}
 	for i, e := range res.Elements {
 		d.Events[i] = batchEvent{EventID: e.EventID, Duplicate: e.Duplicate}

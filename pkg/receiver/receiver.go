@@ -463,28 +463,40 @@ func (h *Handler) accept(c echo.Context, rq *request, raw json.RawMessage, hdr h
 	if did != "" {
 		ev.DeliveryID = &did
 	}
-	rec := &store.Record{Event: ev, Audit: h.auditRow(rq, http.StatusOK, outcome.Accepted, "")}
-	// Longer than a batch's own timeout, so that a slow commit is waited for.
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*h.o.StoreWait)
-	defer cancel()
-	res, err := h.submit(ctx, rec)
+	res, err := h.commit(c, rq, &store.Record{Event: ev, Audit: h.auditRow(rq, http.StatusOK, outcome.Accepted, "")})
 	if err != nil {
-		return h.failed(c, rq, err)
+		return err
 	}
-	if h.o.OnCommit != nil && !res.Duplicate {
-		h.o.OnCommit(wh.triggerID)
-	}
-	oc := outcome.Accepted
 	if res.Duplicate {
-		oc = outcome.Duplicate
 		at = res.ReceivedAt // the first delivery's
 	}
-	h.observe(rq, http.StatusOK, oc, res.EventID)
 	d := acceptedData{Duplicate: res.Duplicate, EventID: res.EventID, ReceivedAt: at, TriggerRef: wh.ref}
 	if c.Request().URL.RawQuery != "" || c.Echo().Debug {
 		return c.JSON(http.StatusOK, accepted{Data: d}) // ?pretty and debug mode indent
 	}
 	return c.JSONBlob(http.StatusOK, appendAccepted(make([]byte, 0, 160), &d))
+}
+
+// commit stores rec and accounts for the request: it wakes the publisher
+// and the forwarder when rec held anything new, and counts and logs the
+// answer. Its error is the answer to return when nothing was committed.
+func (h *Handler) commit(c echo.Context, rq *request, rec *store.Record) (store.Result, error) {
+	// Longer than a batch's own timeout, so that a slow commit is waited for.
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*h.o.StoreWait)
+	defer cancel()
+	res, err := h.submit(ctx, rec)
+	if err != nil {
+		return res, h.failed(c, rq, err)
+	}
+	if h.o.OnCommit != nil && !res.Duplicate {
+		h.o.OnCommit(rq.key.wh.triggerID)
+	}
+	oc := outcome.Accepted
+	if res.Duplicate {
+		oc = outcome.Duplicate
+	}
+	h.observe(rq, http.StatusOK, oc, res.EventID)
+	return res, nil
 }
 
 // failed answers a request whose event could not be committed.
