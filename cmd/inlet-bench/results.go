@@ -315,10 +315,10 @@ func checkTargets(r Results) Targets {
 			add("256 connections: >= 0.25x baseline, p99 <= 100 ms", s.Ratio >= 0.25 && s.P99 <= 100,
 				"%.3fx, p99 %.1f ms", s.Ratio, s.P99)
 		case 64:
-			add("64 connections: >= 0.15x baseline, p99 <= 50 ms", s.Ratio >= 0.15 && s.P99 <= 50,
+			add("64 connections: >= 0.20x baseline, p99 <= 50 ms", s.Ratio >= 0.20 && s.P99 <= 50,
 				"%.3fx, p99 %.1f ms", s.Ratio, s.P99)
 		case 1:
-			add("1 connection: p50 <= 2 ms", s.P50 <= 2, "p50 %.2f ms", s.P50)
+			add("1 connection: p50 <= 1.5 ms", s.P50 <= 1.5, "p50 %.2f ms", s.P50)
 		}
 		errs += s.Errors
 		t.Consistent = t.Consistent && s.Consistent
