@@ -107,6 +107,13 @@ type Config struct {
 	// PprofAddr, when set, serves net/http/pprof on this host:port (keep it
 	// on loopback); empty turns profiling off.
 	PprofAddr string `yaml:"pprof_addr"`
+	// EventRetention, AuditRetention and DeliveryRetention are how long
+	// events, audit records and finished deliveries are kept; 0 keeps
+	// them forever. An event waiting to be published or with a pending
+	// delivery is kept whatever its age (see package retention).
+	EventRetention    Retention `yaml:"event_retention"`
+	AuditRetention    Retention `yaml:"audit_retention"`
+	DeliveryRetention Retention `yaml:"delivery_retention"`
 }
 
 // Default returns the built-in defaults, which configs/inlet.yaml repeats.
@@ -130,6 +137,9 @@ func Default() Config {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		DBMaxConns:        20,
+		EventRetention:    Retention(90 * Day),
+		AuditRetention:    Retention(30 * Day),
+		DeliveryRetention: Retention(30 * Day),
 	}
 }
 
@@ -203,6 +213,9 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("idle_timeout", c.IdleTimeout),
 		slog.Int("db_max_conns", c.DBMaxConns),
 		slog.String("pprof_addr", c.PprofAddr),
+		slog.String("event_retention", c.EventRetention.String()),
+		slog.String("audit_retention", c.AuditRetention.String()),
+		slog.String("delivery_retention", c.DeliveryRetention.String()),
 	)
 }
 
@@ -356,6 +369,22 @@ func (c Config) Validate() error {
 	for _, s := range durations {
 		if s.d <= 0 {
 			bad(s.key, "must be greater than 0, got %s", s.d)
+		}
+	}
+
+	retentions := []struct {
+		key string
+		r   Retention
+	}{
+		{"event_retention", c.EventRetention},
+		{"audit_retention", c.AuditRetention},
+		{"delivery_retention", c.DeliveryRetention},
+	}
+	for _, s := range retentions {
+		// Below a minute is a slip of the unit ("90s" for "90d"), not a
+		// wish to delete rows as they arrive.
+		if s.r < 0 || (s.r > 0 && s.r.Duration() < time.Minute) {
+			bad(s.key, "must be 0 (forever) or at least 1m, got %s", s.r)
 		}
 	}
 

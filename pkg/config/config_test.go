@@ -285,3 +285,46 @@ func TestValidateJoinsErrors(t *testing.T) {
 		t.Fatalf("Validate() = %T, want an errors.Join result", err)
 	}
 }
+
+func TestParseRetention(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Retention
+		str  string
+		err  bool
+	}{
+		{in: "0", want: 0, str: "0"},
+		{in: "90d", want: Retention(90 * Day), str: "90d"},
+		{in: " 1d ", want: Retention(Day), str: "1d"},
+		{in: "720h", want: Retention(30 * Day), str: "30d"},
+		{in: "36h", want: Retention(36 * time.Hour), str: "36h0m0s"},
+		{in: "90m", want: Retention(90 * time.Minute), str: "1h30m0s"},
+		{in: "0s", want: 0, str: "0"},
+		{in: "d", err: true},
+		{in: "1.5d", err: true},
+		{in: "-3d", err: true},
+		{in: "99999999999d", err: true},
+		{in: "90", err: true},
+		{in: "", err: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseRetention(tt.in)
+			if tt.err {
+				if err == nil {
+					t.Errorf("ParseRetention(%q) = %v, want an error", tt.in, got)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("ParseRetention(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+			}
+			if s := got.String(); s != tt.str {
+				t.Errorf("ParseRetention(%q).String() = %q, want %q", tt.in, s, tt.str)
+			}
+			if back, err := ParseRetention(got.String()); err != nil || back != got {
+				t.Errorf("ParseRetention(%q) = %v, %v; want %v", got.String(), back, err, got)
+			}
+		})
+	}
+}

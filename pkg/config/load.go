@@ -83,6 +83,12 @@ func settings() []setting {
 			func(c *Config) any { return &c.DBMaxConns }},
 		{"pprof_addr", "INLET_PPROF_ADDR", "", "serve net/http/pprof on this address (empty: off)",
 			func(c *Config) any { return &c.PprofAddr }},
+		{"event_retention", "INLET_EVENT_RETENTION", "", "how long events are kept, e.g. 90d or 720h; 0 keeps them forever",
+			func(c *Config) any { return &c.EventRetention }},
+		{"audit_retention", "INLET_AUDIT_RETENTION", "", "how long audit records are kept; 0 keeps them forever",
+			func(c *Config) any { return &c.AuditRetention }},
+		{"delivery_retention", "INLET_DELIVERY_RETENTION", "", "how long finished deliveries are kept; 0 keeps them forever",
+			func(c *Config) any { return &c.DeliveryRetention }},
 	}
 }
 
@@ -105,6 +111,12 @@ func set(ptr any, v string) error {
 			return fmt.Errorf("%q is not a duration such as \"30s\"", v)
 		}
 		*p = d
+	case *Retention:
+		r, err := ParseRetention(v)
+		if err != nil {
+			return err
+		}
+		*p = r
 	case *[]string:
 		*p = splitList(v)
 	default:
@@ -123,6 +135,8 @@ func show(ptr any) string {
 	case *int:
 		return strconv.Itoa(*p)
 	case *time.Duration:
+		return p.String()
+	case *Retention:
 		return p.String()
 	case *[]string:
 		return strings.Join(*p, ",")

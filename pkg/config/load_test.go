@@ -119,6 +119,9 @@ func TestLoadPrecedence(t *testing.T) {
 				"INLET_WRITE_TIMEOUT":       "3s",
 				"INLET_IDLE_TIMEOUT":        "4s",
 				"INLET_DB_MAX_CONNS":        "5",
+				"INLET_EVENT_RETENTION":     "7d",
+				"INLET_AUDIT_RETENTION":     "36h",
+				"INLET_DELIVERY_RETENTION":  "0",
 			},
 			want: func(c *Config) {
 				*c = Config{
@@ -147,7 +150,18 @@ func TestLoadPrecedence(t *testing.T) {
 					WriteTimeout:      3 * time.Second,
 					IdleTimeout:       4 * time.Second,
 					DBMaxConns:        5,
+					EventRetention:    Retention(7 * Day),
+					AuditRetention:    Retention(36 * time.Hour),
 				}
+			},
+		},
+		{
+			name: "retentions from the file, in days, a duration and forever",
+			file: "event_retention: 365d\naudit_retention: 720h\ndelivery_retention: 0\n",
+			want: func(c *Config) {
+				c.EventRetention = Retention(365 * Day)
+				c.AuditRetention = Retention(30 * Day)
+				c.DeliveryRetention = 0
 			},
 		},
 		{
@@ -293,6 +307,26 @@ func TestLoadErrors(t *testing.T) {
 			env:  map[string]string{"INLET_TRUSTED_PROXIES": "10.0.0.0/8,bogus"},
 			args: []string{"-public-url", "hooks.example.com"},
 			want: []string{"write_queue (INLET_WRITE_QUEUE)", `"bogus" is not a CIDR`, `public_url (INLET_PUBLIC_URL): "hooks.example.com"`},
+		},
+		{
+			name: "bad retentions",
+			file: "event_retention: 90 days\n",
+			want: []string{`line 1: "90 days" is not a retention`},
+		},
+		{
+			name: "negative days",
+			env:  map[string]string{"INLET_AUDIT_RETENTION": "-1d"},
+			want: []string{
+				`INLET_AUDIT_RETENTION: "-1d" is not a number of days`,
+			},
+		},
+		{
+			name: "retention below a minute",
+			env:  map[string]string{"INLET_DELIVERY_RETENTION": "30s", "INLET_EVENT_RETENTION": "-1h"},
+			want: []string{
+				"delivery_retention (INLET_DELIVERY_RETENTION): must be 0 (forever) or at least 1m, got 30s",
+				"event_retention (INLET_EVENT_RETENTION): must be 0 (forever) or at least 1m, got -1h0m0s",
+			},
 		},
 		{
 			name: "stream replicas out of range",
