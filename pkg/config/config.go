@@ -114,6 +114,8 @@ type Config struct {
 	EventRetention    Retention `yaml:"event_retention"`
 	AuditRetention    Retention `yaml:"audit_retention"`
 	DeliveryRetention Retention `yaml:"delivery_retention"`
+	// RetentionInterval is the time between two pruning passes.
+	RetentionInterval time.Duration `yaml:"retention_interval"`
 }
 
 // Default returns the built-in defaults, which configs/inlet.yaml repeats.
@@ -140,6 +142,7 @@ func Default() Config {
 		EventRetention:    Retention(90 * Day),
 		AuditRetention:    Retention(30 * Day),
 		DeliveryRetention: Retention(30 * Day),
+		RetentionInterval: 5 * time.Minute,
 	}
 }
 
@@ -216,6 +219,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("event_retention", c.EventRetention.String()),
 		slog.String("audit_retention", c.AuditRetention.String()),
 		slog.String("delivery_retention", c.DeliveryRetention.String()),
+		slog.Duration("retention_interval", c.RetentionInterval),
 	)
 }
 
@@ -365,6 +369,7 @@ func (c Config) Validate() error {
 		{"read_timeout", c.ReadTimeout},
 		{"write_timeout", c.WriteTimeout},
 		{"idle_timeout", c.IdleTimeout},
+		{"retention_interval", c.RetentionInterval},
 	}
 	for _, s := range durations {
 		if s.d <= 0 {

@@ -89,6 +89,8 @@ func settings() []setting {
 			func(c *Config) any { return &c.AuditRetention }},
 		{"delivery_retention", "INLET_DELIVERY_RETENTION", "", "how long finished deliveries are kept; 0 keeps them forever",
 			func(c *Config) any { return &c.DeliveryRetention }},
+		{"retention_interval", "INLET_RETENTION_INTERVAL", "", "time between two pruning passes",
+			func(c *Config) any { return &c.RetentionInterval }},
 	}
 }
 

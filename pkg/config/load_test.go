@@ -122,6 +122,7 @@ func TestLoadPrecedence(t *testing.T) {
 				"INLET_EVENT_RETENTION":     "7d",
 				"INLET_AUDIT_RETENTION":     "36h",
 				"INLET_DELIVERY_RETENTION":  "0",
+				"INLET_RETENTION_INTERVAL":  "1h",
 			},
 			want: func(c *Config) {
 				*c = Config{
@@ -152,6 +153,7 @@ func TestLoadPrecedence(t *testing.T) {
 					DBMaxConns:        5,
 					EventRetention:    Retention(7 * Day),
 					AuditRetention:    Retention(36 * time.Hour),
+					RetentionInterval: time.Hour,
 				}
 			},
 		},

@@ -1,7 +1,7 @@
 // Package gateway builds every inlet component from a Config, runs them, and
-// stops them in order: HTTP first (draining in-flight requests), then the
-// writer, then the outbox flush, then NATS, the database and the embedded
-// servers.
+// stops them in order: the pruner first, then HTTP (draining in-flight
+// requests), then the writer, then the outbox flush, then NATS, the
+// database and the embedded servers.
 package gateway
 
 import (
@@ -35,6 +35,7 @@ import (
 	"github.com/inlet-dev/inlet/pkg/problem"
 	"github.com/inlet-dev/inlet/pkg/publish"
 	"github.com/inlet-dev/inlet/pkg/receiver"
+	"github.com/inlet-dev/inlet/pkg/retention"
 	"github.com/inlet-dev/inlet/pkg/secret"
 	"github.com/inlet-dev/inlet/pkg/store"
 	"github.com/inlet-dev/inlet/pkg/trigger"
@@ -53,6 +54,7 @@ type Gateway struct {
 	writer  *store.Writer
 	pub     *publish.Publisher
 	fwd     *forward.Forwarder
+	prune   *retention.Pruner
 	rcv     *receiver.Handler
 	srv     *http.Server
 	ln      net.Listener
@@ -64,7 +66,11 @@ type Gateway struct {
 
 	cancel context.CancelFunc // stops the background goroutines
 	wg     sync.WaitGroup     // the background goroutines
-	served chan error         // the HTTP server's result
+	// stopPrune stops the pruner first thing in Shutdown, and pruned is
+	// closed when it has stopped (its goroutine is owned by wg as well).
+	stopPrune context.CancelFunc
+	pruned    chan struct{}
+	served    chan error // the HTTP server's result
 }
 
 // Start brings every component up and starts serving HTTP. On error it stops
@@ -174,6 +180,18 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 	g.goBackground(func() {
 		if err := g.fwd.Run(bg); err != nil {
 			logger.Error("forwarder stopped", slog.Any("err", err))
+		}
+	})
+	g.prune = retention.New(g.store, retention.Options{
+		Events: cfg.EventRetention.Duration(), Audit: cfg.AuditRetention.Duration(), Deliveries: cfg.DeliveryRetention.Duration(),
+		Interval: cfg.RetentionInterval, Metrics: g.metrics,
+	}, logger)
+	pctx, stopPrune := context.WithCancel(bg)
+	g.stopPrune, g.pruned = stopPrune, make(chan struct{})
+	g.goBackground(func() {
+		defer close(g.pruned)
+		if err := g.prune.Run(pctx); err != nil {
+			logger.Error("pruner stopped", slog.Any("err", err))
 		}
 	})
 	g.goBackground(func() {
@@ -531,6 +549,11 @@ const stopReserve = 5 * time.Second
 // embedded servers.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	var errs []error
+	// A pass in progress is given up at once (its statement rolls back,
+	// the next pass, here or on another instance, does it again): its
+	// connections and its database time go to the drain.
+	g.stopPrune()
+	<-g.pruned
 	// The forwarder stops claiming now and lets its attempts finish
 	// while the rest drains, keeping the reserve like the flush.
 	forwarded := make(chan error, 1)

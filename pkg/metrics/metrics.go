@@ -40,6 +40,8 @@ type Metrics struct {
 	CircuitOpen       *prometheus.GaugeVec     // destination
 
 	TriggerHealth *prometheus.GaugeVec // trigger, status
+
+	RetentionDeleted *prometheus.CounterVec // table
 }
 
 // New registers the collectors, plus Go and process collectors, on a fresh
@@ -153,12 +155,16 @@ func New(queued func() float64) *Metrics {
 			Name: "inlet_trigger_health",
 			Help: "A trigger's webhook health: 1 for its status (ok, failing, idle or disabled), 0 for the others; every instance reports the same.",
 		}, []string{"trigger", "status"}),
+		RetentionDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "inlet_retention_deleted_total",
+			Help: "Rows deleted by retention on this instance, by table (events, deliveries, delivery_attempts, audit_log, usage_minutes).",
+		}, []string{"table"}),
 	}
 	r.MustRegister(m.Requests, m.RequestDuration, m.AuditDropped, m.AuditAggregated, m.WriteQueue, m.WriteQueueCapacity, m.BatchSize, m.BatchDuration,
 		m.BatchErrors, m.Published, m.PublishErrors, m.PublishLag, m.OutboxBacklog, m.OutboxOldest,
 		m.PayloadOmitted, m.SetAsideTotal, m.SetAside, m.DependencyUp,
 		m.DeliveryAttempts, m.DeliveryDuration, m.DeliveriesPending, m.DeliveryOldest, m.DeliveriesFailed, m.CircuitOpen,
-		m.TriggerHealth,
+		m.TriggerHealth, m.RetentionDeleted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
