@@ -102,6 +102,7 @@ func counter(t *testing.T, m *metrics.Metrics, table string) float64 {
 // A pass deletes what is old and may go, and keeps what is recent, what
 // still waits to be published or delivered, and what is set aside.
 func TestPrune(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 
@@ -196,6 +197,7 @@ func TestPrune(t *testing.T) {
 
 // A retention of 0 keeps rows forever.
 func TestPruneForever(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	id := f.event(3650 * day)
 	dl := f.delivery(id, "succeeded", 3650*day)
@@ -220,6 +222,7 @@ func TestPruneForever(t *testing.T) {
 // Each statement examines at most the batch's rows, passing over those it
 // keeps, and a pass goes on until the walk meets young rows.
 func TestPruneBatches(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	var kept []string
@@ -291,6 +294,7 @@ func TestPruneBatches(t *testing.T) {
 // Only one instance prunes at a time: a pass that finds the lease taken
 // deletes nothing.
 func TestPruneOneAtATime(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	f.audit(40, 40*day)
