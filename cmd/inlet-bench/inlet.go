@@ -39,6 +39,7 @@ type inlet struct {
 	destinationID   string // the sink's destination, if created
 
 	db        *sql.DB
+	dsn       string // of inlet's database
 	pgVersion string
 	nc        *nats.Conn
 	js        jetstream.JetStream
@@ -70,6 +71,7 @@ func startInlet(ctx context.Context, o benchOptions, tmp string, logf func(strin
 		// The destination's sink listens on 127.0.0.1.
 		"INLET_DESTINATION_ALLOW_CIDRS=127.0.0.0/8",
 	)
+	env = append(env, o.inletEnv...)
 	if os.Getenv("NATS_URL") != "" {
 		// A stream of its own keeps the count of messages exact on a
 		// shared server.
@@ -102,6 +104,7 @@ func startInlet(ctx context.Context, o benchOptions, tmp string, logf func(strin
 		dsn = (&url.URL{Scheme: "postgres", User: url.User("inlet"), Path: "/inlet",
 			RawQuery: "host=" + sock + "&port=5432&sslmode=disable"}).String()
 	}
+	in.dsn = dsn
 	if in.db, err = sql.Open("postgres", dsn); err != nil {
 		return in, err
 	}

@@ -11,6 +11,9 @@
 //	          the body
 //	sink      serve the destination's receiver: answer 204 to every POST,
 //	          counting them
+//	retention fill inlet's audit table with millions of old records and
+//	          measure the receiver under wrk with and without the pruner
+//	          deleting them, then a partition drop against batch deletes
 //	load      send signed webhooks over N keep-alive connections, closed
 //	          loop or at a fixed rate, and print the counts and latency
 //	          percentiles as JSON
@@ -50,6 +53,7 @@ commands:
   baseline  a bare Echo server, the yardstick of each round
   sink      the receiver of the destination inlet forwards to (run -destination)
   load      the Go load generator (run -load go)
+  retention the receiver while the pruner deletes millions of old rows
 
 'inlet-bench command -h' lists a command's flags.
 `
@@ -69,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serveSink(ctx, args, stdout, stderr)
 	case "load":
 		return runLoad(ctx, args, stdout, stderr)
+	case "retention":
+		return runRetentionBench(ctx, args, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

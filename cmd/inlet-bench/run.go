@@ -49,6 +49,7 @@ type benchOptions struct {
 	destination bool
 	dstInFlight int
 	dstWait     time.Duration // the longest wait for a phase's deliveries
+	inletEnv    []string      // more of inlet's environment (retention: its own pruner off)
 	out         io.Writer
 	log         io.Writer
 }
