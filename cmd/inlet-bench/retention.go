@@ -30,6 +30,7 @@ type RetentionResults struct {
 	WindowS float64          `json:"window_s"`
 	Rows    int              `json:"rows"`
 	Batch   int              `json:"batch"`
+	Duty    float64          `json:"duty"`
 	FillS   float64          `json:"fill_s"`
 	Phases  []RetentionPhase `json:"phases"`
 	// Medians over the phases without and with pruning, and the ratios
@@ -100,12 +101,16 @@ func runRetentionBench(ctx context.Context, args []string, stdout, stderr io.Wri
 	rows := fs.Int("rows", 3_000_000, "old audit records to prune")
 	pairs := fs.Int("pairs", 3, "pairs of phases, one without and one with pruning, in alternating order")
 	batch := fs.Int("batch", retention.DefaultBatch, "rows per prune statement")
+	duty := fs.Float64("duty", retention.DefaultDuty, "share of the pruner's time in statements, (0, 1]")
 	partition := fs.Bool("partition", true, "also compare batch deletes with a partition drop on scratch tables")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *pairs < 1 || *rows < 1 || *conns < 1 || *batch < 1 {
 		return errors.New("-pairs, -rows, -conns and -batch must be at least 1")
+	}
+	if *duty <= 0 || *duty > 1 {
+		return errors.New("-duty must be in (0, 1]")
 	}
 	if o.duration < time.Second || o.duration%time.Second != 0 || o.warmup%time.Second != 0 {
 		return errors.New("-d and -warmup must be whole seconds (-warmup may be 0)")
@@ -122,13 +127,13 @@ func runRetentionBench(ctx context.Context, args []string, stdout, stderr io.Wri
 	o.inletEnv = []string{"INLET_EVENT_RETENTION=0", "INLET_AUDIT_RETENTION=0", "INLET_DELIVERY_RETENTION=0"}
 	b := &bench{o: o, runID: time.Now().UTC().Format("20060102T150405Z")}
 	defer b.close()
-	return b.retention(ctx, *conns, *rows, *pairs, *batch, *partition)
+	return b.retention(ctx, *conns, *rows, *pairs, *batch, *duty, *partition)
 }
 
 // retention measures the receiver under wrk's load with and without the
 // pruner deleting old audit records, and what a partition drop would
 // cost instead.
-func (b *bench) retention(ctx context.Context, conns, rows, pairs, batch int, partition bool) error {
+func (b *bench) retention(ctx context.Context, conns, rows, pairs, batch int, duty float64, partition bool) error {
 	begin := time.Now()
 	var err error
 	if b.tmp, err = os.MkdirTemp("", "inlet-bench-"); err != nil {
@@ -138,7 +143,7 @@ func (b *bench) retention(ctx context.Context, conns, rows, pairs, batch int, pa
 		return err
 	}
 	res := RetentionResults{RunID: b.runID, Started: time.Now().UTC(), Machine: machine(), Load: "wrk " + wrkVersion(ctx, b.o.wrkBin),
-		Conns: conns, WindowS: b.o.duration.Seconds(), Rows: rows, Batch: batch}
+		Conns: conns, WindowS: b.o.duration.Seconds(), Rows: rows, Batch: batch, Duty: duty}
 	b.logf("starting %s (temporary data under %s)", b.o.inletBin, b.tmp)
 	if b.in, err = startInlet(ctx, b.o, b.tmp, b.logf); err != nil {
 		return err
@@ -175,7 +180,7 @@ func (b *bench) retention(ctx context.Context, conns, rows, pairs, batch int, pa
 		return err
 	}
 
-	pr := retention.New(store.New(db, nil), retention.Options{Audit: 30 * 24 * time.Hour, Batch: batch}, nil)
+	pr := retention.New(store.New(db, nil), retention.Options{Audit: 30 * 24 * time.Hour, Batch: batch, Duty: duty}, nil)
 	for i := 0; i < pairs; i++ {
 		order := []bool{false, true}
 		if i%2 == 1 {
@@ -422,8 +427,8 @@ func (b *bench) partitionFigures(ctx context.Context, db *sqlx.DB, rows, batch i
 }
 
 func reportRetention(w io.Writer, r RetentionResults) {
-	fmt.Fprintf(w, "\nRetention: %d old audit records, wrk at %d connections, %d s windows, %d pairs of phases (medians)\n\n",
-		r.Rows, r.Conns, int(r.WindowS), len(r.Phases)/2)
+	fmt.Fprintf(w, "\nRetention: %d old audit records, pruned %d a statement with a duty of %.2f; wrk at %d connections, %d s windows, %d pairs of phases (medians)\n\n",
+		r.Rows, r.Batch, r.Duty, r.Conns, int(r.WindowS), len(r.Phases)/2)
 	fmt.Fprintf(w, "%-18s %10s %10s %10s\n", "", "req/s", "p50 ms", "p99 ms")
 	fmt.Fprintf(w, "%-18s %10.0f %10.2f %10.1f\n", "without pruning", r.Off.RPS, r.Off.P50, r.Off.P99)
 	fmt.Fprintf(w, "%-18s %10.0f %10.2f %10.1f\n", "while pruning", r.On.RPS, r.On.P50, r.On.P99)
