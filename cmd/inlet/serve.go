@@ -56,6 +56,7 @@ func banner(w io.Writer, cfg config.Config, g *gateway.Gateway) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "\ninlet is ready on %s (webhook URLs use %s)\n", local, base)
+	fmt.Fprintf(&b, "console: %s/console/ (sign in with the admin token)\n", local)
 	if cfg.NATSURL == "" {
 		fmt.Fprintf(&b, "embedded NATS: %s (watch events with: bin/inlet tail)\n", g.NATSURL())
 	}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
@@ -40,11 +41,31 @@ func bearerToken(header string) string {
 	return token
 }
 
-// auth lets a request through only with a live bearer token. Tokens are
-// stored as hashes and compared in constant time by the store.
+type callerKey struct{}
+
+// WithCaller returns ctx carrying tok as the caller of a request served
+// in-process, for a server-side client such as the console that has
+// already authenticated its user as tok (by a session tied to the live
+// token). A request with such a context and no Authorization header is
+// served as if it had sent tok's bearer token: with the same checks,
+// validation and activity records.
+//
+// This is safe because only code in this process can set a request's
+// context; nothing a client sends over the network can.
+func WithCaller(ctx context.Context, tok store.Token) context.Context {
+	return context.WithValue(ctx, callerKey{}, tok)
+}
+
+// auth lets a request through only with a live bearer token, or from an
+// in-process caller (WithCaller). Tokens are stored as hashes and compared
+// in constant time by the store.
 func (a *API) auth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		token := bearerToken(c.Request().Header.Get(echo.HeaderAuthorization))
+		header := c.Request().Header.Get(echo.HeaderAuthorization)
+		if tok, ok := c.Request().Context().Value(callerKey{}).(store.Token); ok && header == "" {
+			return a.serveAs(c, tok, next)
+		}
+		token := bearerToken(header)
 		if token == "" {
 			return unauthorized(c)
 		}
@@ -56,10 +77,15 @@ func (a *API) auth(next echo.HandlerFunc) echo.HandlerFunc {
 			return &problem.Error{Status: http.StatusServiceUnavailable, Code: outcome.Internal,
 				Detail: "cannot check the bearer token now", RetryAfter: retryAfterUnavailable, Err: err}
 		}
-		c.Set(tokenKey, tok)
-		// Every change the request makes is recorded as this token's.
-		r := c.Request()
-		c.SetRequest(r.WithContext(store.WithActor(r.Context(), store.TokenActor(tok))))
-		return next(c)
+		return a.serveAs(c, tok, next)
 	}
+}
+
+// serveAs serves c as a request authenticated with tok.
+func (a *API) serveAs(c echo.Context, tok store.Token, next echo.HandlerFunc) error {
+	c.Set(tokenKey, tok)
+	// Every change the request makes is recorded as this token's.
+	r := c.Request()
+	c.SetRequest(r.WithContext(store.WithActor(r.Context(), store.TokenActor(tok))))
+	return next(c)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -174,5 +175,40 @@ func TestPublicRoutesNeedNoToken(t *testing.T) {
 		if rec := v.doAuth(r.Method, r.Path, "", ""); rec.Code != http.StatusOK {
 			t.Errorf("%s without a token = %d, want 200", key, rec.Code)
 		}
+	}
+}
+
+// A request served in-process with WithCaller is the caller's: it passes
+// auth without a header, and its changes are recorded as the caller's. A
+// header, when there is one, decides alone.
+func TestWithCaller(t *testing.T) {
+	v := newEnv(t)
+	v.createTrigger("github.push")
+	ctx := context.Background()
+	tok, _, err := v.store.CreateToken(ctx, "console user", store.OriginCLI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(method, path, authorization string) int {
+		req := httptest.NewRequest(method, path, nil).WithContext(WithCaller(ctx, tok))
+		if authorization != "" {
+			req.Header.Set("Authorization", authorization)
+		}
+		rec := httptest.NewRecorder()
+		v.e.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if got := serve("POST", "/api/v1/triggers/github.push/webhooks/enable", ""); got != http.StatusOK {
+		t.Fatalf("enable with a caller = %d, want 200", got)
+	}
+	var who string
+	if err := v.store.DB().Get(&who, `SELECT token_name FROM activity WHERE action = 'webhook.enable' ORDER BY id DESC LIMIT 1`); err != nil {
+		t.Fatal(err)
+	}
+	if who != "console user" {
+		t.Errorf("enable recorded as %q, want the caller's token", who)
+	}
+	if got := serve("GET", "/api/v1/triggers", "Bearer inlet_wrong"); got != http.StatusUnauthorized {
+		t.Errorf("caller with a wrong bearer token = %d, want 401", got)
 	}
 }

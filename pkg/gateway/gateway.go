@@ -27,6 +27,7 @@ import (
 	"github.com/inlet-dev/inlet/migrations"
 	"github.com/inlet-dev/inlet/pkg/api"
 	"github.com/inlet-dev/inlet/pkg/config"
+	"github.com/inlet-dev/inlet/pkg/console"
 	"github.com/inlet-dev/inlet/pkg/embednats"
 	"github.com/inlet-dev/inlet/pkg/embedpg"
 	"github.com/inlet-dev/inlet/pkg/forward"
@@ -165,6 +166,11 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 		Ready: func(ctx context.Context) map[string]error {
 			return map[string]error{"database": g.db.PingContext(ctx), "nats": g.natsReady(ctx, js)}
 		},
+	}).Register(e)
+	// The console serves its pages through the same Echo instance, and
+	// makes its changes through the API routes registered above.
+	console.New(console.Options{
+		Store: g.store, Handler: e, PublicURL: cfg.PublicBaseURL(), SubjectPrefix: cfg.SubjectPrefix, Logger: logger,
 	}).Register(e)
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -1,0 +1,394 @@
+package test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/inlet-dev/inlet/pkg/store"
+	"github.com/inlet-dev/inlet/pkg/trigger"
+)
+
+// browser is an HTTP client with a cookie jar that does not follow
+// redirects, so that each answer can be checked.
+type browser struct {
+	t    *testing.T
+	e    *env
+	c    *http.Client
+	last page
+}
+
+// page is an answer of the console.
+type page struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func newBrowser(t *testing.T, e *env) *browser {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &browser{t: t, e: e, c: &http.Client{
+		Jar:           jar,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+func (b *browser) send(req *http.Request) page {
+	b.t.Helper()
+	res, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	p := page{status: res.StatusCode, header: res.Header, body: string(body)}
+	if strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
+		b.last = p
+	}
+	return p
+}
+
+func (b *browser) get(path string) page {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, b.e.base+path, nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return b.send(req)
+}
+
+// post submits a form as a browser on a console page does: same origin.
+func (b *browser) post(path string, form url.Values, header ...string) page {
+	b.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, b.e.base+path, strings.NewReader(form.Encode()))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", b.e.base)
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			req.Header.Del(header[i])
+		} else {
+			req.Header.Set(header[i], header[i+1])
+		}
+	}
+	return b.send(req)
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrf is the form token of the last page shown.
+func (b *browser) csrf() string {
+	b.t.Helper()
+	m := csrfRE.FindStringSubmatch(b.last.body)
+	if m == nil {
+		b.t.Fatalf("no CSRF token on the last page:\n%s", b.last.body)
+	}
+	return m[1]
+}
+
+// form posts fields with the CSRF token of the last page.
+func (b *browser) form(path string, fields ...string) page {
+	b.t.Helper()
+	v := url.Values{"csrf": {b.csrf()}}
+	for i := 0; i+1 < len(fields); i += 2 {
+		v.Add(fields[i], fields[i+1])
+	}
+	return b.post(path, v)
+}
+
+func (b *browser) signIn(token string) page {
+	b.t.Helper()
+	return b.post("/console/signin", url.Values{"token": {token}})
+}
+
+// sessionCookie returns the browser's session cookie value, "" if none.
+func (b *browser) sessionCookie() string {
+	u, _ := url.Parse(b.e.base + "/console/")
+	for _, c := range b.c.Jar.Cookies(u) {
+		if c.Name == "inlet_session" {
+			return c.Value
+		}
+	}
+	return ""
+}
+
+// wantRedirect checks that p sends the browser to a path starting with to.
+func wantRedirect(t *testing.T, p page, to string) {
+	t.Helper()
+	if p.status != http.StatusSeeOther && p.status != http.StatusFound && p.status != http.StatusMovedPermanently {
+		t.Fatalf("status = %d, want a redirect to %s; body:\n%s", p.status, to, p.body)
+	}
+	if loc := p.header.Get("Location"); !strings.HasPrefix(loc, to) {
+		t.Fatalf("Location = %q, want %s", loc, to)
+	}
+}
+
+const wantCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+// inlineRE finds what the CSP forbids: inline script and style.
+var inlineRE = regexp.MustCompile(`(?i)<script(?:\s[^>]*)?>\s*[^<\s]|<style|\sstyle=|\son[a-z]+=|javascript:`)
+
+// wantSecure checks the security headers every console answer carries,
+// and that a page has nothing inline.
+func wantSecure(t *testing.T, what string, p page) {
+	t.Helper()
+	if got := p.header.Get("Content-Security-Policy"); got != wantCSP {
+		t.Errorf("%s: Content-Security-Policy = %q, want %q", what, got, wantCSP)
+	}
+	if got := p.header.Get("X-Content-Type-Options"); got != "nosniff" {
+		t.Errorf("%s: X-Content-Type-Options = %q", what, got)
+	}
+	if got := p.header.Get("Referrer-Policy"); got == "" {
+		t.Errorf("%s: no Referrer-Policy", what)
+	}
+	if strings.HasPrefix(p.header.Get("Content-Type"), "text/html") {
+		if got := p.header.Get("Cache-Control"); got != "no-store" {
+			t.Errorf("%s: Cache-Control = %q, want no-store", what, got)
+		}
+		if m := inlineRE.FindString(p.body); m != "" {
+			t.Errorf("%s: inline script or style %q", what, m)
+		}
+	}
+}
+
+// The console's sign-in, session, CSRF and security headers, and the
+// triggers list with its webhook toggle, against one real gateway.
+func TestConsoleSessions(t *testing.T) {
+	e := newEnv(t)
+	st := store.New(e.db, nil)
+	ctx := context.Background()
+
+	t.Run("signed out", func(t *testing.T) {
+		b := newBrowser(t, e)
+		p := b.get("/console/")
+		wantRedirect(t, p, "/console/signin")
+		wantSecure(t, "redirect", p)
+		p = b.get("/console/triggers/github.push")
+		wantRedirect(t, p, "/console/signin?next=%2Fconsole%2Ftriggers%2Fgithub.push")
+		p = b.get("/console/signin")
+		if p.status != 200 || !strings.Contains(p.body, `<label for="token">`) {
+			t.Fatalf("sign-in page = %d:\n%s", p.status, p.body)
+		}
+		wantSecure(t, "sign-in page", p)
+		// A form post without a session changes nothing and goes to sign in.
+		p = b.post("/console/triggers/github.push/enable", url.Values{"csrf": {"x"}})
+		wantRedirect(t, p, "/console/signin")
+		p = b.get("/console/static/console.css")
+		if p.status != 200 || !strings.HasPrefix(p.header.Get("Content-Type"), "text/css") {
+			t.Errorf("console.css = %d %s", p.status, p.header.Get("Content-Type"))
+		}
+		wantSecure(t, "stylesheet", p)
+		wantSecure(t, "unknown static file", b.get("/console/static/nothing.js"))
+	})
+
+	t.Run("wrong tokens", func(t *testing.T) {
+		b := newBrowser(t, e)
+		b.get("/console/signin")
+		for name, tok := range map[string]string{
+			"empty":        "",
+			"wrong":        "inlet_wrong",
+			"never issued": store.TokenPrefix + trigger.RandomString(store.TokenLen-len(store.TokenPrefix)),
+			"with suffix":  e.token + "x",
+		} {
+			p := b.signIn(tok)
+			if p.status != http.StatusUnauthorized {
+				t.Errorf("%s token: status %d, want 401", name, p.status)
+			}
+			if !strings.Contains(p.body, "That token does not sign in") || !strings.Contains(p.body, `<label for="token">`) {
+				t.Errorf("%s token: no sign-in form with the error:\n%s", name, p.body)
+			}
+			if tok != "" && strings.Contains(p.body, tok) {
+				t.Errorf("%s token: the page repeats the token", name)
+			}
+			wantSecure(t, name+" token", p)
+			if b.sessionCookie() != "" {
+				t.Fatalf("%s token: a session cookie was set", name)
+			}
+		}
+		// A sign-in form posted from another site is refused.
+		p := b.post("/console/signin", url.Values{"token": {e.token}}, "Origin", "http://evil.example", "Sec-Fetch-Site", "cross-site")
+		if p.status != http.StatusForbidden || b.sessionCookie() != "" {
+			t.Errorf("cross-site sign-in = %d, cookie %v; want 403 and none", p.status, b.sessionCookie() != "")
+		}
+	})
+
+	b := newBrowser(t, e)
+	t.Run("sign in", func(t *testing.T) {
+		p := b.signIn(e.token)
+		wantRedirect(t, p, "/console/")
+		wantSecure(t, "sign-in answer", p)
+		var ck *http.Cookie
+		for _, c := range (&http.Response{Header: p.header}).Cookies() {
+			if c.Name == "inlet_session" {
+				ck = c
+			}
+		}
+		if ck == nil {
+			t.Fatal("no inlet_session cookie")
+		}
+		if !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Path != "/console" || ck.MaxAge != 12*3600 || ck.Secure {
+			t.Errorf("cookie = %+v, want HttpOnly, SameSite=Strict, Path=/console, Max-Age=43200, not Secure over http", ck)
+		}
+		if n := e.count(`SELECT count(*) FROM activity WHERE action = 'console.sign_in'`); n != 1 {
+			t.Errorf("%d sign-ins recorded, want 1", n)
+		}
+		if strings.Contains(e.logs.String(), e.token) {
+			t.Errorf("the token was logged")
+		}
+	})
+
+	t.Run("triggers list and toggle", func(t *testing.T) {
+		p := b.get("/console/")
+		if p.status != 200 || !strings.Contains(p.body, "github.push") || !strings.Contains(p.body, "myapp.deployment_complete") {
+			t.Fatalf("triggers page = %d:\n%s", p.status, p.body)
+		}
+		wantSecure(t, "triggers page", p)
+		if !strings.Contains(p.body, `<main id="main"`) || !strings.Contains(p.body, `href="#main"`) {
+			t.Errorf("no main landmark or skip link")
+		}
+		p = b.form("/console/triggers/myapp.deployment_complete/enable", "back", "/console/")
+		wantRedirect(t, p, "/console/")
+		p = b.get("/console/")
+		if !strings.Contains(p.body, "Webhook of myapp.deployment_complete enabled") {
+			t.Errorf("no message after enabling:\n%s", p.body)
+		}
+		if p = b.get("/console/"); strings.Contains(p.body, "Webhook of myapp.deployment_complete enabled") {
+			t.Errorf("the message is shown twice")
+		}
+		info := e.mustAdmin(200, "GET", "/api/v1/triggers/myapp.deployment_complete/webhooks", nil)["data"].(map[string]any)
+		key := *strPtr(info["webhook_key"])
+		if r := e.post(key, deployment("1.0"), nil); r.status != 200 {
+			t.Fatalf("webhook after enabling = %d %s", r.status, r.body)
+		}
+		var who string
+		if err := e.db.Get(&who, `SELECT token_name FROM activity WHERE action = 'webhook.enable' ORDER BY id DESC LIMIT 1`); err != nil || who != "admin" {
+			t.Errorf("enable recorded as %q (%v), want the signed-in token's", who, err)
+		}
+		b.form("/console/triggers/myapp.deployment_complete/disable")
+		if r := e.post(key, deployment("1.1"), nil); r.status != 403 {
+			t.Errorf("webhook after disabling = %d, want 403", r.status)
+		}
+		p = b.form("/console/triggers/nope.nothing/enable")
+		if p.status != 404 || !strings.Contains(p.body, "trigger not found") {
+			t.Errorf("enable an unknown trigger = %d:\n%s", p.status, p.body)
+		}
+		wantSecure(t, "API error page", p)
+	})
+
+	t.Run("CSRF", func(t *testing.T) {
+		b.get("/console/")
+		good := b.csrf()
+		enabled := func() bool {
+			return e.count(`SELECT count(*) FROM triggers WHERE ref = 'github.push' AND webhook_enabled`) == 1
+		}
+		was := enabled()
+		path := "/console/triggers/github.push/enable"
+		for _, tt := range []struct {
+			name   string
+			form   url.Values
+			header []string
+		}{
+			{"no token", url.Values{}, nil},
+			{"wrong token", url.Values{"csrf": {"x" + good}}, nil},
+			{"other site", url.Values{"csrf": {good}}, []string{"Origin", "http://evil.example"}},
+			{"null origin", url.Values{"csrf": {good}}, []string{"Origin", "null"}},
+			{"cross-site fetch", url.Values{"csrf": {good}}, []string{"Sec-Fetch-Site", "cross-site"}},
+		} {
+			p := b.post(path, tt.form, tt.header...)
+			if p.status != http.StatusForbidden {
+				t.Errorf("%s: status %d, want 403", tt.name, p.status)
+			}
+			wantSecure(t, tt.name, p)
+		}
+		if enabled() != was {
+			t.Errorf("a refused form changed the webhook")
+		}
+		// Without Origin and Sec-Fetch-Site (older browsers), the token
+		// alone decides.
+		p := b.post(path, url.Values{"csrf": {good}}, "Origin", "", "Sec-Fetch-Site", "")
+		wantRedirect(t, p, "/console/")
+		if !enabled() {
+			t.Errorf("a valid form did not enable the webhook")
+		}
+	})
+
+	t.Run("errors are pages", func(t *testing.T) {
+		for _, path := range []string{"/console/nothing/here", "/console/static/"} {
+			p := b.get(path)
+			if p.status != 404 || !strings.HasPrefix(p.header.Get("Content-Type"), "text/html") {
+				t.Errorf("GET %s = %d %s, want a 404 page", path, p.status, p.header.Get("Content-Type"))
+			}
+			wantSecure(t, path, p)
+		}
+		req, _ := http.NewRequest(http.MethodDelete, e.base+"/console/", nil)
+		wantSecure(t, "DELETE /console/", b.send(req))
+	})
+
+	t.Run("expired session", func(t *testing.T) {
+		b2 := newBrowser(t, e)
+		wantRedirect(t, b2.signIn(e.token), "/console/")
+		if _, err := e.db.Exec(`UPDATE console_sessions SET expires_at = now() - interval '1 second' WHERE created_at = (SELECT max(created_at) FROM console_sessions)`); err != nil {
+			t.Fatal(err)
+		}
+		wantRedirect(t, b2.get("/console/"), "/console/signin")
+	})
+
+	t.Run("revoked token", func(t *testing.T) {
+		tok, plain, err := st.CreateToken(ctx, "short-lived", store.OriginCLI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b2 := newBrowser(t, e)
+		wantRedirect(t, b2.signIn(string(plain)), "/console/")
+		if p := b2.get("/console/"); p.status != 200 {
+			t.Fatalf("signed in with a new token: %d", p.status)
+		}
+		if _, err := st.RevokeToken(ctx, tok.ID); err != nil {
+			t.Fatal(err)
+		}
+		wantRedirect(t, b2.get("/console/"), "/console/signin")
+		if p := b2.signIn(string(plain)); p.status != http.StatusUnauthorized {
+			t.Errorf("sign-in with a revoked token = %d, want 401", p.status)
+		}
+	})
+
+	t.Run("sign out", func(t *testing.T) {
+		b.get("/console/")
+		old := b.sessionCookie()
+		p := b.form("/console/signout")
+		wantRedirect(t, p, "/console/signin")
+		if b.sessionCookie() != "" {
+			t.Errorf("the session cookie is still set")
+		}
+		// The old cookie, replayed, no longer signs in.
+		req, _ := http.NewRequest(http.MethodGet, e.base+"/console/", nil)
+		req.AddCookie(&http.Cookie{Name: "inlet_session", Value: old})
+		res, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusSeeOther || !strings.HasPrefix(res.Header.Get("Location"), "/console/signin") {
+			t.Errorf("old session after sign-out = %d %s, want a redirect to sign in", res.StatusCode, res.Header.Get("Location"))
+		}
+		if n := e.count(`SELECT count(*) FROM activity WHERE action = 'console.sign_out'`); n != 1 {
+			t.Errorf("%d sign-outs recorded, want 1", n)
+		}
+	})
+}
+
+func strPtr(v any) *string {
+	s, _ := v.(string)
+	return &s
+}
