@@ -14,34 +14,34 @@ import (
 	"github.com/inlet-dev/inlet/pkg/trigger"
 )
 
-// browser is an HTTP client with a cookie jar that does not follow
+// formClient is an HTTP client with a cookie jar that does not follow
 // redirects, so that each answer can be checked.
-type browser struct {
+type formClient struct {
 	t    *testing.T
 	e    *env
 	c    *http.Client
-	last page
+	last formPage
 }
 
-// page is an answer of the console.
-type page struct {
+// formPage is an answer of the console.
+type formPage struct {
 	status int
 	header http.Header
 	body   string
 }
 
-func newBrowser(t *testing.T, e *env) *browser {
+func newFormClient(t *testing.T, e *env) *formClient {
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &browser{t: t, e: e, c: &http.Client{
+	return &formClient{t: t, e: e, c: &http.Client{
 		Jar:           jar,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
 }
 
-func (b *browser) send(req *http.Request) page {
+func (b *formClient) send(req *http.Request) formPage {
 	b.t.Helper()
 	res, err := b.c.Do(req)
 	if err != nil {
@@ -49,14 +49,14 @@ func (b *browser) send(req *http.Request) page {
 	}
 	defer res.Body.Close()
 	body, _ := io.ReadAll(res.Body)
-	p := page{status: res.StatusCode, header: res.Header, body: string(body)}
+	p := formPage{status: res.StatusCode, header: res.Header, body: string(body)}
 	if strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
 		b.last = p
 	}
 	return p
 }
 
-func (b *browser) get(path string) page {
+func (b *formClient) get(path string) formPage {
 	b.t.Helper()
 	req, err := http.NewRequest(http.MethodGet, b.e.base+path, nil)
 	if err != nil {
@@ -66,7 +66,7 @@ func (b *browser) get(path string) page {
 }
 
 // post submits a form as a browser on a console page does: same origin.
-func (b *browser) post(path string, form url.Values, header ...string) page {
+func (b *formClient) post(path string, form url.Values, header ...string) formPage {
 	b.t.Helper()
 	req, err := http.NewRequest(http.MethodPost, b.e.base+path, strings.NewReader(form.Encode()))
 	if err != nil {
@@ -88,17 +88,17 @@ func (b *browser) post(path string, form url.Values, header ...string) page {
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // csrf is the form token of the last page shown.
-func (b *browser) csrf() string {
+func (b *formClient) csrf() string {
 	b.t.Helper()
 	m := csrfRE.FindStringSubmatch(b.last.body)
 	if m == nil {
-		b.t.Fatalf("no CSRF token on the last page:\n%s", b.last.body)
+		b.t.Fatalf("no CSRF token on the last formPage:\n%s", b.last.body)
 	}
 	return m[1]
 }
 
 // form posts fields with the CSRF token of the last page.
-func (b *browser) form(path string, fields ...string) page {
+func (b *formClient) form(path string, fields ...string) formPage {
 	b.t.Helper()
 	v := url.Values{"csrf": {b.csrf()}}
 	for i := 0; i+1 < len(fields); i += 2 {
@@ -107,13 +107,13 @@ func (b *browser) form(path string, fields ...string) page {
 	return b.post(path, v)
 }
 
-func (b *browser) signIn(token string) page {
+func (b *formClient) signIn(token string) formPage {
 	b.t.Helper()
 	return b.post("/console/signin", url.Values{"token": {token}})
 }
 
-// sessionCookie returns the browser's session cookie value, "" if none.
-func (b *browser) sessionCookie() string {
+// sessionCookie returns the formClient's session cookie value, "" if none.
+func (b *formClient) sessionCookie() string {
 	u, _ := url.Parse(b.e.base + "/console/")
 	for _, c := range b.c.Jar.Cookies(u) {
 		if c.Name == "inlet_session" {
@@ -123,8 +123,8 @@ func (b *browser) sessionCookie() string {
 	return ""
 }
 
-// wantRedirect checks that p sends the browser to a path starting with to.
-func wantRedirect(t *testing.T, p page, to string) {
+// wantRedirect checks that p sends the formClient to a path starting with to.
+func wantRedirect(t *testing.T, p formPage, to string) {
 	t.Helper()
 	if p.status != http.StatusSeeOther && p.status != http.StatusFound && p.status != http.StatusMovedPermanently {
 		t.Fatalf("status = %d, want a redirect to %s; body:\n%s", p.status, to, p.body)
@@ -141,7 +141,7 @@ var inlineRE = regexp.MustCompile(`(?i)<script(?:\s[^>]*)?>\s*[^<\s]|<style|\sst
 
 // wantSecure checks the security headers every console answer carries,
 // and that a page has nothing inline.
-func wantSecure(t *testing.T, what string, p page) {
+func wantSecure(t *testing.T, what string, p formPage) {
 	t.Helper()
 	if got := p.header.Get("Content-Security-Policy"); got != wantCSP {
 		t.Errorf("%s: Content-Security-Policy = %q, want %q", what, got, wantCSP)
@@ -170,7 +170,7 @@ func TestConsoleSessions(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("signed out", func(t *testing.T) {
-		b := newBrowser(t, e)
+		b := newFormClient(t, e)
 		p := b.get("/console/")
 		wantRedirect(t, p, "/console/signin")
 		wantSecure(t, "redirect", p)
@@ -178,9 +178,9 @@ func TestConsoleSessions(t *testing.T) {
 		wantRedirect(t, p, "/console/signin?next=%2Fconsole%2Ftriggers%2Fgithub.push")
 		p = b.get("/console/signin")
 		if p.status != 200 || !strings.Contains(p.body, `<label for="token">`) {
-			t.Fatalf("sign-in page = %d:\n%s", p.status, p.body)
+			t.Fatalf("sign-in formPage = %d:\n%s", p.status, p.body)
 		}
-		wantSecure(t, "sign-in page", p)
+		wantSecure(t, "sign-in formPage", p)
 		// A form post without a session changes nothing and goes to sign in.
 		p = b.post("/console/triggers/github.push/enable", url.Values{"csrf": {"x"}})
 		wantRedirect(t, p, "/console/signin")
@@ -193,7 +193,7 @@ func TestConsoleSessions(t *testing.T) {
 	})
 
 	t.Run("wrong tokens", func(t *testing.T) {
-		b := newBrowser(t, e)
+		b := newFormClient(t, e)
 		b.get("/console/signin")
 		for name, tok := range map[string]string{
 			"empty":        "",
@@ -209,7 +209,7 @@ func TestConsoleSessions(t *testing.T) {
 				t.Errorf("%s token: no sign-in form with the error:\n%s", name, p.body)
 			}
 			if tok != "" && strings.Contains(p.body, tok) {
-				t.Errorf("%s token: the page repeats the token", name)
+				t.Errorf("%s token: the formPage repeats the token", name)
 			}
 			wantSecure(t, name+" token", p)
 			if b.sessionCookie() != "" {
@@ -223,7 +223,7 @@ func TestConsoleSessions(t *testing.T) {
 		}
 	})
 
-	b := newBrowser(t, e)
+	b := newFormClient(t, e)
 	t.Run("sign in", func(t *testing.T) {
 		p := b.signIn(e.token)
 		wantRedirect(t, p, "/console/")
@@ -251,9 +251,9 @@ func TestConsoleSessions(t *testing.T) {
 	t.Run("triggers list and toggle", func(t *testing.T) {
 		p := b.get("/console/")
 		if p.status != 200 || !strings.Contains(p.body, "github.push") || !strings.Contains(p.body, "myapp.deployment_complete") {
-			t.Fatalf("triggers page = %d:\n%s", p.status, p.body)
+			t.Fatalf("triggers formPage = %d:\n%s", p.status, p.body)
 		}
-		wantSecure(t, "triggers page", p)
+		wantSecure(t, "triggers formPage", p)
 		if !strings.Contains(p.body, `<main id="main"`) || !strings.Contains(p.body, `href="#main"`) {
 			t.Errorf("no main landmark or skip link")
 		}
@@ -283,7 +283,7 @@ func TestConsoleSessions(t *testing.T) {
 		if p.status != 404 || !strings.Contains(p.body, "trigger not found") {
 			t.Errorf("enable an unknown trigger = %d:\n%s", p.status, p.body)
 		}
-		wantSecure(t, "API error page", p)
+		wantSecure(t, "API error formPage", p)
 	})
 
 	t.Run("CSRF", func(t *testing.T) {
@@ -327,7 +327,7 @@ func TestConsoleSessions(t *testing.T) {
 		for _, path := range []string{"/console/nothing/here", "/console/static/"} {
 			p := b.get(path)
 			if p.status != 404 || !strings.HasPrefix(p.header.Get("Content-Type"), "text/html") {
-				t.Errorf("GET %s = %d %s, want a 404 page", path, p.status, p.header.Get("Content-Type"))
+				t.Errorf("GET %s = %d %s, want a 404 formPage", path, p.status, p.header.Get("Content-Type"))
 			}
 			wantSecure(t, path, p)
 		}
@@ -336,7 +336,7 @@ func TestConsoleSessions(t *testing.T) {
 	})
 
 	t.Run("expired session", func(t *testing.T) {
-		b2 := newBrowser(t, e)
+		b2 := newFormClient(t, e)
 		wantRedirect(t, b2.signIn(e.token), "/console/")
 		if _, err := e.db.Exec(`UPDATE console_sessions SET expires_at = now() - interval '1 second' WHERE created_at = (SELECT max(created_at) FROM console_sessions)`); err != nil {
 			t.Fatal(err)
@@ -349,7 +349,7 @@ func TestConsoleSessions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b2 := newBrowser(t, e)
+		b2 := newFormClient(t, e)
 		wantRedirect(t, b2.signIn(string(plain)), "/console/")
 		if p := b2.get("/console/"); p.status != 200 {
 			t.Fatalf("signed in with a new token: %d", p.status)
