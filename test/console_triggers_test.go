@@ -2,13 +2,17 @@ package test
 
 import (
 	"context"
+	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/inlet-dev/inlet/pkg/store"
 	"github.com/inlet-dev/inlet/pkg/trigger"
@@ -391,4 +395,259 @@ func TestConsoleSessions(t *testing.T) {
 func strPtr(v any) *string {
 	s, _ := v.(string)
 	return &s
+}
+
+// inputValue returns the value of the input with id on page p, "" when
+// there is none.
+func inputValue(p formPage, id string) string {
+	re := regexp.MustCompile(`id="` + regexp.QuoteMeta(id) + `"[^>]*\svalue="([^"]*)"`)
+	m := re.FindStringSubmatch(p.body)
+	if m == nil {
+		return ""
+	}
+	return html.UnescapeString(m[1])
+}
+
+// fieldError returns the message shown next to the input with id.
+func fieldError(p formPage, id string) string {
+	re := regexp.MustCompile(`<p class="field-error" id="` + regexp.QuoteMeta(id) + `-error">([^<]*)</p>`)
+	m := re.FindStringSubmatch(p.body)
+	if m == nil {
+		return ""
+	}
+	return html.UnescapeString(m[1])
+}
+
+// The trigger page's forms and the test tool, through one signed-in
+// session on one gateway: each change is the API's, with its answers.
+func TestConsoleTriggerPage(t *testing.T) {
+	e := newEnv(t)
+	b := newFormClient(t, e)
+	wantRedirect(t, b.signIn(e.token), "/console/")
+	const ref = "github.push"
+	page := "/console/triggers/" + ref
+	webhook := func() map[string]any {
+		return e.mustAdmin(200, "GET", "/api/v1/triggers/"+ref+"/webhooks", nil)["data"].(map[string]any)
+	}
+	settings := func() map[string]any { return webhook()["settings"].(map[string]any) }
+
+	b.get(page)
+	wantRedirect(t, b.form(page+"/enable", "back", page), page)
+	p := b.get(page)
+	if p.status != 200 {
+		t.Fatalf("trigger page = %d:\n%s", p.status, p.body)
+	}
+	wantSecure(t, "trigger page", p)
+	url0 := webhook()["webhook_url"].(string)
+	if got := inputValue(p, "key-"+strconv.Itoa(int(e.mustAdmin(200, "GET", "/api/v1/triggers/"+ref+"/webhooks/keys", nil)["data"].([]any)[0].(map[string]any)["id"].(float64)))); got != url0 {
+		t.Errorf("the page shows the URL %q, want %q", got, url0)
+	}
+	key0 := url0[strings.LastIndex(url0, "/")+1:]
+
+	t.Run("regenerate", func(t *testing.T) {
+		p := b.get(page + "/regenerate")
+		if p.status != 200 || !strings.Contains(p.body, `name="grace_seconds"`) {
+			t.Fatalf("confirmation page = %d:\n%s", p.status, p.body)
+		}
+		wantSecure(t, "confirmation page", p)
+		if p := b.form(page+"/regenerate", "grace_seconds", "-5"); p.status != 422 || fieldError(p, "grace") == "" {
+			t.Errorf("negative grace = %d, error %q; want 422 and the API's message", p.status, fieldError(p, "grace"))
+		}
+		wantRedirect(t, b.form(page+"/regenerate", "grace_seconds", ""), page)
+		p = b.get(page)
+		shown := inputValue(p, "flash-url")
+		now := webhook()["webhook_url"].(string)
+		if shown == "" || shown != now || now == url0 {
+			t.Fatalf("new URL shown %q, API says %q, old %q", shown, now, url0)
+		}
+		if r := e.post(key0, []byte(`{}`), nil); r.status != 404 {
+			t.Errorf("old URL after regenerate = %d, want 404", r.status)
+		}
+		if p := b.get(page); inputValue(p, "flash-url") != "" {
+			t.Errorf("the new URL's message is shown twice")
+		}
+	})
+
+	t.Run("IP allowlist", func(t *testing.T) {
+		b.get(page)
+		p := b.form(page+"/settings/cidr-add", "cidr", "10.0.0.300/8")
+		if p.status != 422 {
+			t.Fatalf("invalid CIDR = %d, want 422", p.status)
+		}
+		if got := fieldError(p, "cidr"); got != `"10.0.0.300/8" is not a valid CIDR` {
+			t.Errorf("message next to the field = %q, want the API's", got)
+		}
+		if got := inputValue(p, "cidr"); got != "10.0.0.300/8" {
+			t.Errorf("the field holds %q, want what was typed", got)
+		}
+		if got := settings()["ip_allowlist"].(map[string]any)["cidrs"].([]any); len(got) != 0 {
+			t.Errorf("cidrs after a refused add = %v, want none", got)
+		}
+		wantRedirect(t, b.form(page+"/settings/cidr-add", "cidr", "192.0.2.0/24"), page)
+		wantRedirect(t, b.form(page+"/settings/cidr-add", "cidr", "2001:db8::/32"), page)
+		wantRedirect(t, b.form(page+"/settings/allowlist", "enabled", "on"), page)
+		al := settings()["ip_allowlist"].(map[string]any)
+		if fmt.Sprint(al["cidrs"]) != "[192.0.2.0/24 2001:db8::/32]" || al["enabled"] != true {
+			t.Errorf("allowlist = %v", al)
+		}
+		wantRedirect(t, b.form(page+"/settings/cidr-remove", "cidr", "192.0.2.0/24"), page)
+		// The last network cannot go while the list is on: the API says so.
+		p = b.form(page+"/settings/cidr-remove", "cidr", "2001:db8::/32")
+		if p.status != 422 || !strings.Contains(fieldError(p, "ip-list"), "at least one CIDR") {
+			t.Errorf("removing the last network = %d %q", p.status, fieldError(p, "ip-list"))
+		}
+		wantRedirect(t, b.form(page+"/settings/allowlist"), page)
+		wantRedirect(t, b.form(page+"/settings/cidr-remove", "cidr", "2001:db8::/32"), page)
+		if al := settings()["ip_allowlist"].(map[string]any); fmt.Sprint(al["cidrs"]) != "[]" || al["enabled"] != false {
+			t.Errorf("allowlist = %v, want empty and off", al)
+		}
+	})
+
+	var secret string
+	t.Run("HMAC secret shown once", func(t *testing.T) {
+		b.get(page)
+		wantRedirect(t, b.form(page+"/settings/hmac", "enabled", "on", "preset", "github", "algorithm", "sha256"), page)
+		wantRedirect(t, b.form(page+"/settings/secret-generate"), page)
+		p := b.get(page)
+		secret = inputValue(p, "flash-secret")
+		if len(secret) < 20 {
+			t.Fatalf("no generated secret shown:\n%s", p.body)
+		}
+		if p := b.get(page); strings.Contains(p.body, secret) {
+			t.Errorf("the secret is shown again on reload")
+		}
+		h := settings()["hmac"].(map[string]any)
+		if h["enabled"] != true || h["secret_set"] != true || h["preset"] != "github" {
+			t.Errorf("hmac = %v", h)
+		}
+		body := []byte(`{"ref":"refs/heads/main","repository":{"full_name":"octo/repo"}}`)
+		if r := e.post(webhookKey(e, ref), body, map[string]string{"X-Hub-Signature-256": sign(secret, body)}); r.status != 200 {
+			t.Errorf("delivery signed with the shown secret = %d %s", r.status, r.body)
+		}
+		if strings.Contains(e.logs.String(), secret) {
+			t.Errorf("the secret was logged")
+		}
+		// The API's own message for a bad value, next to its field.
+		p = b.form(page+"/settings/hmac", "enabled", "on", "preset", "github", "algorithm", "md5")
+		if p.status != 422 || !strings.Contains(fieldError(p, "hmac-algorithm"), `"md5" is not one of`) {
+			t.Errorf("bad algorithm = %d %q", p.status, fieldError(p, "hmac-algorithm"))
+		}
+	})
+
+	t.Run("limits and mapping", func(t *testing.T) {
+		b.get(page)
+		wantRedirect(t, b.form(page+"/settings/rate-limit", "enabled", "on", "requests", "5", "window_seconds", "10"), page)
+		if rl := settings()["rate_limit"].(map[string]any); rl["requests"] != 5.0 || rl["enabled"] != true {
+			t.Errorf("rate limit = %v", rl)
+		}
+		p := b.form(page+"/settings/rate-limit", "requests", "many", "window_seconds", "10")
+		if p.status != 422 || fieldError(p, "rl-requests") == "" {
+			t.Errorf("non-numeric requests = %d %q", p.status, fieldError(p, "rl-requests"))
+		}
+		wantRedirect(t, b.form(page+"/settings/size", "payload_size_limit_kb", "64"), page)
+		if n := settings()["payload_size_limit_kb"]; n != 64.0 {
+			t.Errorf("size limit = %v", n)
+		}
+		p = b.form(page+"/settings/mapping", "payload_mapping", `{"branch": "$.ref[", "x": "$.a"}`)
+		if p.status != 422 || fieldError(p, "payload-mapping") == "" || !strings.Contains(p.body, `$.ref[`) {
+			t.Errorf("bad JSONPath = %d %q", p.status, fieldError(p, "payload-mapping"))
+		}
+		wantRedirect(t, b.form(page+"/settings/mapping", "payload_mapping", `{"branch": "$.ref"}`), page)
+		if m := settings()["payload_mapping"].(map[string]any); m["branch"] != "$.ref" {
+			t.Errorf("mapping = %v", m)
+		}
+		wantRedirect(t, b.form(page+"/settings/mapping", "payload_mapping", ""), page)
+		if m := settings()["payload_mapping"].(map[string]any); len(m) != 0 {
+			t.Errorf("mapping after emptying = %v", m)
+		}
+		wantRedirect(t, b.form(page+"/settings/rate-limit", "requests", "60", "window_seconds", "60"), page)
+	})
+
+	t.Run("extra keys", func(t *testing.T) {
+		b.get(page)
+		wantRedirect(t, b.form(page+"/keys", "label", "staging"), page)
+		p := b.get(page)
+		u := inputValue(p, "flash-url")
+		if !strings.Contains(u, "/api/v1/webhooks/wh_") {
+			t.Fatalf("no URL shown for the new key:\n%s", p.body)
+		}
+		if p := b.form(page+"/keys", "label", "staging"); p.status != 422 || !strings.Contains(fieldError(p, "key-label"), "already has this label") {
+			t.Errorf("repeated label = %d %q", p.status, fieldError(p, "key-label"))
+		}
+		var id int64
+		for _, k := range e.mustAdmin(200, "GET", "/api/v1/triggers/"+ref+"/webhooks/keys", nil)["data"].([]any) {
+			if k := k.(map[string]any); k["label"] == "staging" {
+				id = int64(k["id"].(float64))
+			}
+		}
+		rp := b.get(page + "/keys/" + strconv.FormatInt(id, 10) + "/revoke")
+		if rp.status != 200 || !strings.Contains(rp.body, "Revoke staging") {
+			t.Fatalf("revoke confirmation = %d", rp.status)
+		}
+		wantRedirect(t, b.form(page+"/keys/"+strconv.FormatInt(id, 10)+"/revoke"), page)
+		if r := e.post(u[strings.LastIndex(u, "/")+1:], []byte(`{}`), nil); r.status != 404 {
+			t.Errorf("revoked key = %d, want 404", r.status)
+		}
+	})
+
+	t.Run("test tool", func(t *testing.T) {
+		p := b.get(page + "/test")
+		if p.status != 200 || !strings.Contains(p.body, `refs/heads/main`) {
+			t.Fatalf("test tool not prefilled with the last event:\n%s", p.body)
+		}
+		wantSecure(t, "test tool", p)
+		body := `{"ref":"refs/heads/test-tool","repository":{"full_name":"octo/repo"}}`
+		p = b.form(page+"/test", "body", body, "headers", "X-GitHub-Event: push", "sign", "on")
+		if p.status != 200 {
+			t.Fatalf("send = %d:\n%s", p.status, p.body)
+		}
+		id := regexp.MustCompile(`<code class="event-id">(evt_[^<]+)</code>`).FindStringSubmatch(p.body)
+		subject := regexp.MustCompile(`<code class="subject">([^<]+)</code>`).FindStringSubmatch(p.body)
+		if id == nil || subject == nil {
+			t.Fatalf("no event id or subject:\n%s", p.body)
+		}
+		if want := e.cfg.SubjectPrefix + "." + ref; subject[1] != want {
+			t.Errorf("subject = %q, want %q", subject[1], want)
+		}
+		ev := e.mustAdmin(200, "GET", "/api/v1/events/"+id[1], nil)["data"].(map[string]any)
+		if ev["payload"].(map[string]any)["ref"] != "refs/heads/test-tool" {
+			t.Errorf("stored event = %v", ev)
+		}
+		eventually(t, 5*time.Second, "the event on NATS", func() bool {
+			for _, m := range e.streamMessages(0, 0) {
+				if m.Header.Get("Nats-Msg-Id") == id[1] {
+					return m.Subject == subject[1]
+				}
+			}
+			return false
+		})
+		if strings.Contains(p.body, secret) {
+			t.Errorf("the test tool shows the secret")
+		}
+		// Unsigned, the receiver refuses it, and the tool says why.
+		p = b.form(page+"/test", "body", body)
+		if p.status != 200 || !strings.Contains(p.body, "bad_signature") || !strings.Contains(p.body, "401") {
+			t.Errorf("unsigned send: no 401 bad_signature shown:\n%s", p.body)
+		}
+		if p := b.form(page+"/test", "body", body, "headers", "no colon here"); p.status != 422 || fieldError(p, "headers") == "" {
+			t.Errorf("bad header line = %d", p.status)
+		}
+	})
+
+	t.Run("CSRF on every form", func(t *testing.T) {
+		for _, path := range []string{page + "/settings/cidr-add", page + "/regenerate", page + "/keys", page + "/test", page + "/settings/secret-generate"} {
+			if p := b.post(path, url.Values{"cidr": {"192.0.2.1"}, "label": {"x"}, "body": {"{}"}}); p.status != http.StatusForbidden {
+				t.Errorf("POST %s without a CSRF token = %d, want 403", path, p.status)
+			}
+		}
+		if n := len(settings()["ip_allowlist"].(map[string]any)["cidrs"].([]any)); n != 0 {
+			t.Errorf("a refused form changed the allowlist")
+		}
+	})
+}
+
+// webhookKey returns trigger ref's primary key.
+func webhookKey(e *env, ref string) string {
+	e.t.Helper()
+	return e.mustAdmin(200, "GET", "/api/v1/triggers/"+ref+"/webhooks", nil)["data"].(map[string]any)["webhook_key"].(string)
 }

@@ -36,7 +36,7 @@ func Message(prefix string, e *event.Event, omitPayload bool) (*nats.Msg, error)
 	if !validSubject(e.TriggerRef) {
 		return nil, fmt.Errorf("trigger ref %q is not a valid NATS subject", e.TriggerRef)
 	}
-	m := nats.NewMsg(prefix + "." + e.TriggerRef)
+	m := nats.NewMsg(Subject(prefix, e.TriggerRef))
 	m.Data = e.AppendJSON(make([]byte, 0, len(e.Payload)+len(e.Metadata)+200), omitPayload)
 	// Set, not Header.Add: nats.Header keeps keys as given, and CloudEvents'
 	// NATS binding spells its attributes in lower case.
@@ -68,6 +68,9 @@ func Size(m *nats.Msg) int64 {
 	}
 	return int64(n)
 }
+
+// Subject is the subject the events of trigger ref are published on.
+func Subject(prefix, ref string) string { return prefix + "." + ref }
 
 // validSubject reports whether s can be published to as part of a subject:
 // non-empty dot-separated tokens without whitespace or wildcards.
