@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/inlet
 FUZZTIME ?= 3s
 
-.PHONY: all build run test unit fuzz fuzz-short bench chaos vet clean
+.PHONY: all build run test unit fuzz fuzz-short bench chaos vet clean screenshots
 
 all: build
 
@@ -17,11 +17,12 @@ run: build
 	INLET_LOG_FORMAT=$${INLET_LOG_FORMAT:-text} $(BIN) serve
 
 # Every test, against real PostgreSQL and NATS: the ones on 127.0.0.1 when
-# they answer, otherwise servers the tests start themselves. Then promtool's
-# checks and unit tests of the alert rules, and a short fuzzing pass over
-# every parser.
+# they answer, otherwise servers the tests start themselves; the console's
+# in a headless Chromium. Then promtool's checks and unit tests of the alert
+# rules, and a short fuzzing pass over every parser.
 test: vet
 	@scripts/ensure-postgres.sh
+	@scripts/ensure-chromium.sh
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@scripts/check-alerts.sh
 	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
@@ -52,6 +53,13 @@ chaos:
 	@scripts/ensure-postgres.sh
 	INLET_CHAOS=long $(GO) test -count=1 -timeout 60m -v \
 		-run '^(TestChaos|TestNATSOutageUnderLoad|TestPostgresOutageUnderLoad|TestNATSClusterFailover|TestScannerMemory|TestLimiterSetsBounded)$$' ./test/
+
+# Refresh the console's screenshots in docs/console/ (1280x800, light mode)
+# from the browser tests.
+screenshots:
+	@scripts/ensure-postgres.sh
+	@scripts/ensure-chromium.sh
+	INLET_SCREENSHOTS=1 $(GO) test -count=1 -run '^TestConsole' ./test/
 
 clean:
 	rm -rf bin

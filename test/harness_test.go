@@ -31,7 +31,7 @@ import (
 	"github.com/inlet-dev/inlet/pkg/store/storetest"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
+func TestMain(m *testing.M) { storetest.Main(m, closeBrowser) }
 
 // syncBuffer collects everything a gateway logs, for the secret checks.
 type syncBuffer struct {

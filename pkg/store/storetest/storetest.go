@@ -65,12 +65,16 @@ var (
 	mainCalled atomic.Bool
 )
 
-// Main runs the package's tests and exits with their status; call it from
-// TestMain. It stops the private PostgreSQL server, if one was started, and
-// removes its directory.
-func Main(m *testing.M) {
+// Main runs the package's tests, then each of after (to release what the
+// tests shared, such as a browser), and exits with their status; call it
+// from TestMain. It stops the private PostgreSQL server, if one was started,
+// and removes its directory.
+func Main(m *testing.M, after ...func()) {
 	mainCalled.Store(true)
 	code := m.Run()
+	for _, f := range after {
+		f()
+	}
 	if srv != nil {
 		if err := srv.close(); err != nil {
 			fmt.Fprintf(os.Stderr, "storetest: %v\n", err)
