@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/inlet-dev/inlet/pkg/store"
 	"github.com/inlet-dev/inlet/pkg/trigger"
 )
@@ -425,36 +427,36 @@ func TestConsoleTriggerPage(t *testing.T) {
 	b := newFormClient(t, e)
 	wantRedirect(t, b.signIn(e.token), "/console/")
 	const ref = "github.push"
-	page := "/console/triggers/" + ref
+	tp := "/console/triggers/" + ref
 	webhook := func() map[string]any {
 		return e.mustAdmin(200, "GET", "/api/v1/triggers/"+ref+"/webhooks", nil)["data"].(map[string]any)
 	}
 	settings := func() map[string]any { return webhook()["settings"].(map[string]any) }
 
-	b.get(page)
-	wantRedirect(t, b.form(page+"/enable", "back", page), page)
-	p := b.get(page)
+	b.get(tp)
+	wantRedirect(t, b.form(tp+"/enable", "back", tp), tp)
+	p := b.get(tp)
 	if p.status != 200 {
-		t.Fatalf("trigger page = %d:\n%s", p.status, p.body)
+		t.Fatalf("trigger tp = %d:\n%s", p.status, p.body)
 	}
 	wantSecure(t, "trigger page", p)
 	url0 := webhook()["webhook_url"].(string)
 	if got := inputValue(p, "key-"+strconv.Itoa(int(e.mustAdmin(200, "GET", "/api/v1/triggers/"+ref+"/webhooks/keys", nil)["data"].([]any)[0].(map[string]any)["id"].(float64)))); got != url0 {
-		t.Errorf("the page shows the URL %q, want %q", got, url0)
+		t.Errorf("the tp shows the URL %q, want %q", got, url0)
 	}
 	key0 := url0[strings.LastIndex(url0, "/")+1:]
 
 	t.Run("regenerate", func(t *testing.T) {
-		p := b.get(page + "/regenerate")
+		p := b.get(tp + "/regenerate")
 		if p.status != 200 || !strings.Contains(p.body, `name="grace_seconds"`) {
-			t.Fatalf("confirmation page = %d:\n%s", p.status, p.body)
+			t.Fatalf("confirmation tp = %d:\n%s", p.status, p.body)
 		}
 		wantSecure(t, "confirmation page", p)
-		if p := b.form(page+"/regenerate", "grace_seconds", "-5"); p.status != 422 || fieldError(p, "grace") == "" {
+		if p := b.form(tp+"/regenerate", "grace_seconds", "-5"); p.status != 422 || fieldError(p, "grace") == "" {
 			t.Errorf("negative grace = %d, error %q; want 422 and the API's message", p.status, fieldError(p, "grace"))
 		}
-		wantRedirect(t, b.form(page+"/regenerate", "grace_seconds", ""), page)
-		p = b.get(page)
+		wantRedirect(t, b.form(tp+"/regenerate", "grace_seconds", ""), tp)
+		p = b.get(tp)
 		shown := inputValue(p, "flash-url")
 		now := webhook()["webhook_url"].(string)
 		if shown == "" || shown != now || now == url0 {
@@ -463,14 +465,14 @@ func TestConsoleTriggerPage(t *testing.T) {
 		if r := e.post(key0, []byte(`{}`), nil); r.status != 404 {
 			t.Errorf("old URL after regenerate = %d, want 404", r.status)
 		}
-		if p := b.get(page); inputValue(p, "flash-url") != "" {
+		if p := b.get(tp); inputValue(p, "flash-url") != "" {
 			t.Errorf("the new URL's message is shown twice")
 		}
 	})
 
 	t.Run("IP allowlist", func(t *testing.T) {
-		b.get(page)
-		p := b.form(page+"/settings/cidr-add", "cidr", "10.0.0.300/8")
+		b.get(tp)
+		p := b.form(tp+"/settings/cidr-add", "cidr", "10.0.0.300/8")
 		if p.status != 422 {
 			t.Fatalf("invalid CIDR = %d, want 422", p.status)
 		}
@@ -483,21 +485,21 @@ func TestConsoleTriggerPage(t *testing.T) {
 		if got := settings()["ip_allowlist"].(map[string]any)["cidrs"].([]any); len(got) != 0 {
 			t.Errorf("cidrs after a refused add = %v, want none", got)
 		}
-		wantRedirect(t, b.form(page+"/settings/cidr-add", "cidr", "192.0.2.0/24"), page)
-		wantRedirect(t, b.form(page+"/settings/cidr-add", "cidr", "2001:db8::/32"), page)
-		wantRedirect(t, b.form(page+"/settings/allowlist", "enabled", "on"), page)
+		wantRedirect(t, b.form(tp+"/settings/cidr-add", "cidr", "192.0.2.0/24"), tp)
+		wantRedirect(t, b.form(tp+"/settings/cidr-add", "cidr", "2001:db8::/32"), tp)
+		wantRedirect(t, b.form(tp+"/settings/allowlist", "enabled", "on"), tp)
 		al := settings()["ip_allowlist"].(map[string]any)
 		if fmt.Sprint(al["cidrs"]) != "[192.0.2.0/24 2001:db8::/32]" || al["enabled"] != true {
 			t.Errorf("allowlist = %v", al)
 		}
-		wantRedirect(t, b.form(page+"/settings/cidr-remove", "cidr", "192.0.2.0/24"), page)
+		wantRedirect(t, b.form(tp+"/settings/cidr-remove", "cidr", "192.0.2.0/24"), tp)
 		// The last network cannot go while the list is on: the API says so.
-		p = b.form(page+"/settings/cidr-remove", "cidr", "2001:db8::/32")
+		p = b.form(tp+"/settings/cidr-remove", "cidr", "2001:db8::/32")
 		if p.status != 422 || !strings.Contains(fieldError(p, "ip-list"), "at least one CIDR") {
 			t.Errorf("removing the last network = %d %q", p.status, fieldError(p, "ip-list"))
 		}
-		wantRedirect(t, b.form(page+"/settings/allowlist"), page)
-		wantRedirect(t, b.form(page+"/settings/cidr-remove", "cidr", "2001:db8::/32"), page)
+		wantRedirect(t, b.form(tp+"/settings/allowlist"), tp)
+		wantRedirect(t, b.form(tp+"/settings/cidr-remove", "cidr", "2001:db8::/32"), tp)
 		if al := settings()["ip_allowlist"].(map[string]any); fmt.Sprint(al["cidrs"]) != "[]" || al["enabled"] != false {
 			t.Errorf("allowlist = %v, want empty and off", al)
 		}
@@ -505,15 +507,15 @@ func TestConsoleTriggerPage(t *testing.T) {
 
 	var secret string
 	t.Run("HMAC secret shown once", func(t *testing.T) {
-		b.get(page)
-		wantRedirect(t, b.form(page+"/settings/hmac", "enabled", "on", "preset", "github", "algorithm", "sha256"), page)
-		wantRedirect(t, b.form(page+"/settings/secret-generate"), page)
-		p := b.get(page)
+		b.get(tp)
+		wantRedirect(t, b.form(tp+"/settings/hmac", "enabled", "on", "preset", "github", "algorithm", "sha256"), tp)
+		wantRedirect(t, b.form(tp+"/settings/secret-generate"), tp)
+		p := b.get(tp)
 		secret = inputValue(p, "flash-secret")
 		if len(secret) < 20 {
 			t.Fatalf("no generated secret shown:\n%s", p.body)
 		}
-		if p := b.get(page); strings.Contains(p.body, secret) {
+		if p := b.get(tp); strings.Contains(p.body, secret) {
 			t.Errorf("the secret is shown again on reload")
 		}
 		h := settings()["hmac"].(map[string]any)
@@ -528,50 +530,50 @@ func TestConsoleTriggerPage(t *testing.T) {
 			t.Errorf("the secret was logged")
 		}
 		// The API's own message for a bad value, next to its field.
-		p = b.form(page+"/settings/hmac", "enabled", "on", "preset", "github", "algorithm", "md5")
+		p = b.form(tp+"/settings/hmac", "enabled", "on", "preset", "github", "algorithm", "md5")
 		if p.status != 422 || !strings.Contains(fieldError(p, "hmac-algorithm"), `"md5" is not one of`) {
 			t.Errorf("bad algorithm = %d %q", p.status, fieldError(p, "hmac-algorithm"))
 		}
 	})
 
 	t.Run("limits and mapping", func(t *testing.T) {
-		b.get(page)
-		wantRedirect(t, b.form(page+"/settings/rate-limit", "enabled", "on", "requests", "5", "window_seconds", "10"), page)
+		b.get(tp)
+		wantRedirect(t, b.form(tp+"/settings/rate-limit", "enabled", "on", "requests", "5", "window_seconds", "10"), tp)
 		if rl := settings()["rate_limit"].(map[string]any); rl["requests"] != 5.0 || rl["enabled"] != true {
 			t.Errorf("rate limit = %v", rl)
 		}
-		p := b.form(page+"/settings/rate-limit", "requests", "many", "window_seconds", "10")
+		p := b.form(tp+"/settings/rate-limit", "requests", "many", "window_seconds", "10")
 		if p.status != 422 || fieldError(p, "rl-requests") == "" {
 			t.Errorf("non-numeric requests = %d %q", p.status, fieldError(p, "rl-requests"))
 		}
-		wantRedirect(t, b.form(page+"/settings/size", "payload_size_limit_kb", "64"), page)
+		wantRedirect(t, b.form(tp+"/settings/size", "payload_size_limit_kb", "64"), tp)
 		if n := settings()["payload_size_limit_kb"]; n != 64.0 {
 			t.Errorf("size limit = %v", n)
 		}
-		p = b.form(page+"/settings/mapping", "payload_mapping", `{"branch": "$.ref[", "x": "$.a"}`)
+		p = b.form(tp+"/settings/mapping", "payload_mapping", `{"branch": "$.ref[", "x": "$.a"}`)
 		if p.status != 422 || fieldError(p, "payload-mapping") == "" || !strings.Contains(p.body, `$.ref[`) {
 			t.Errorf("bad JSONPath = %d %q", p.status, fieldError(p, "payload-mapping"))
 		}
-		wantRedirect(t, b.form(page+"/settings/mapping", "payload_mapping", `{"branch": "$.ref"}`), page)
+		wantRedirect(t, b.form(tp+"/settings/mapping", "payload_mapping", `{"branch": "$.ref"}`), tp)
 		if m := settings()["payload_mapping"].(map[string]any); m["branch"] != "$.ref" {
 			t.Errorf("mapping = %v", m)
 		}
-		wantRedirect(t, b.form(page+"/settings/mapping", "payload_mapping", ""), page)
+		wantRedirect(t, b.form(tp+"/settings/mapping", "payload_mapping", ""), tp)
 		if m := settings()["payload_mapping"].(map[string]any); len(m) != 0 {
 			t.Errorf("mapping after emptying = %v", m)
 		}
-		wantRedirect(t, b.form(page+"/settings/rate-limit", "requests", "60", "window_seconds", "60"), page)
+		wantRedirect(t, b.form(tp+"/settings/rate-limit", "requests", "60", "window_seconds", "60"), tp)
 	})
 
 	t.Run("extra keys", func(t *testing.T) {
-		b.get(page)
-		wantRedirect(t, b.form(page+"/keys", "label", "staging"), page)
-		p := b.get(page)
+		b.get(tp)
+		wantRedirect(t, b.form(tp+"/keys", "label", "staging"), tp)
+		p := b.get(tp)
 		u := inputValue(p, "flash-url")
 		if !strings.Contains(u, "/api/v1/webhooks/wh_") {
 			t.Fatalf("no URL shown for the new key:\n%s", p.body)
 		}
-		if p := b.form(page+"/keys", "label", "staging"); p.status != 422 || !strings.Contains(fieldError(p, "key-label"), "already has this label") {
+		if p := b.form(tp+"/keys", "label", "staging"); p.status != 422 || !strings.Contains(fieldError(p, "key-label"), "already has this label") {
 			t.Errorf("repeated label = %d %q", p.status, fieldError(p, "key-label"))
 		}
 		var id int64
@@ -580,24 +582,24 @@ func TestConsoleTriggerPage(t *testing.T) {
 				id = int64(k["id"].(float64))
 			}
 		}
-		rp := b.get(page + "/keys/" + strconv.FormatInt(id, 10) + "/revoke")
+		rp := b.get(tp + "/keys/" + strconv.FormatInt(id, 10) + "/revoke")
 		if rp.status != 200 || !strings.Contains(rp.body, "Revoke staging") {
 			t.Fatalf("revoke confirmation = %d", rp.status)
 		}
-		wantRedirect(t, b.form(page+"/keys/"+strconv.FormatInt(id, 10)+"/revoke"), page)
+		wantRedirect(t, b.form(tp+"/keys/"+strconv.FormatInt(id, 10)+"/revoke"), tp)
 		if r := e.post(u[strings.LastIndex(u, "/")+1:], []byte(`{}`), nil); r.status != 404 {
 			t.Errorf("revoked key = %d, want 404", r.status)
 		}
 	})
 
 	t.Run("test tool", func(t *testing.T) {
-		p := b.get(page + "/test")
+		p := b.get(tp + "/test")
 		if p.status != 200 || !strings.Contains(p.body, `refs/heads/main`) {
 			t.Fatalf("test tool not prefilled with the last event:\n%s", p.body)
 		}
 		wantSecure(t, "test tool", p)
 		body := `{"ref":"refs/heads/test-tool","repository":{"full_name":"octo/repo"}}`
-		p = b.form(page+"/test", "body", body, "headers", "X-GitHub-Event: push", "sign", "on")
+		p = b.form(tp+"/test", "body", body, "headers", "X-GitHub-Event: push", "sign", "on")
 		if p.status != 200 {
 			t.Fatalf("send = %d:\n%s", p.status, p.body)
 		}
@@ -625,17 +627,17 @@ func TestConsoleTriggerPage(t *testing.T) {
 			t.Errorf("the test tool shows the secret")
 		}
 		// Unsigned, the receiver refuses it, and the tool says why.
-		p = b.form(page+"/test", "body", body)
+		p = b.form(tp+"/test", "body", body)
 		if p.status != 200 || !strings.Contains(p.body, "bad_signature") || !strings.Contains(p.body, "401") {
 			t.Errorf("unsigned send: no 401 bad_signature shown:\n%s", p.body)
 		}
-		if p := b.form(page+"/test", "body", body, "headers", "no colon here"); p.status != 422 || fieldError(p, "headers") == "" {
+		if p := b.form(tp+"/test", "body", body, "headers", "no colon here"); p.status != 422 || fieldError(p, "headers") == "" {
 			t.Errorf("bad header line = %d", p.status)
 		}
 	})
 
 	t.Run("CSRF on every form", func(t *testing.T) {
-		for _, path := range []string{page + "/settings/cidr-add", page + "/regenerate", page + "/keys", page + "/test", page + "/settings/secret-generate"} {
+		for _, path := range []string{tp + "/settings/cidr-add", tp + "/regenerate", tp + "/keys", tp + "/test", tp + "/settings/secret-generate"} {
 			if p := b.post(path, url.Values{"cidr": {"192.0.2.1"}, "label": {"x"}, "body": {"{}"}}); p.status != http.StatusForbidden {
 				t.Errorf("POST %s without a CSRF token = %d, want 403", path, p.status)
 			}
@@ -650,4 +652,141 @@ func TestConsoleTriggerPage(t *testing.T) {
 func webhookKey(e *env, ref string) string {
 	e.t.Helper()
 	return e.mustAdmin(200, "GET", "/api/v1/triggers/"+ref+"/webhooks", nil)["data"].(map[string]any)["webhook_key"].(string)
+}
+
+// value returns the value of the field sel, waiting for it.
+func (p *page) value(sel string) string {
+	p.t.Helper()
+	return run(p, chromedp.Value(chromedp.CSS(sel), chromedp.NodeVisible))
+}
+
+// The trigger flows in a real browser, under the console's CSP, on one
+// gateway and one tab: toggle, regenerate, an invalid CIDR, a secret shown
+// once, the test tool, and a form without its CSRF token.
+func TestConsoleTriggersBrowser(t *testing.T) {
+	e := newEnv(t)
+	p := newPage(t, e.base)
+	p.signIn(e.token)
+	const ref = "github.push"
+	tp := "/console/triggers/" + ref
+	p.checkA11y("the triggers list")
+
+	t.Run("toggle", func(t *testing.T) {
+		const app = "myapp.deployment_complete"
+		ap := "/console/triggers/" + app
+		p.open("/console/")
+		if status := p.submit(`form[action="` + ap + `/enable"] button`); status != 200 {
+			t.Fatalf("enable = %d", status)
+		}
+		p.waitText(".flash", "Webhook of "+app+" enabled")
+		key := webhookKey(e, app)
+		if status := p.submit(`form[action="` + ap + `/disable"] button`); status != 200 {
+			t.Fatalf("disable = %d", status)
+		}
+		if r := e.post(key, deployment("1.0"), nil); r.status != 403 {
+			t.Errorf("receiver after disabling = %d, want 403", r.status)
+		}
+		p.submit(`form[action="` + ap + `/enable"] button`)
+		if r := e.post(key, deployment("1.1"), nil); r.status != 200 {
+			t.Errorf("receiver after enabling = %d %s, want 200", r.status, r.body)
+		}
+		// The trigger the other checks use.
+		p.submit(`form[action="` + tp + `/enable"] button`)
+	})
+
+	t.Run("regenerate", func(t *testing.T) {
+		old := webhookKey(e, ref)
+		p.open(tp)
+		p.checkA11y("the trigger page")
+		if status := p.navigate(chromedp.Click(chromedp.CSS(`a[href="`+tp+`/regenerate"]`), chromedp.NodeVisible)); status != 200 {
+			t.Fatalf("confirmation page = %d", status)
+		}
+		p.checkA11y("the regenerate confirmation")
+		if status := p.submit(`button.danger`); status != 200 {
+			t.Fatalf("regenerate = %d", status)
+		}
+		shown := p.value("#flash-url")
+		if !strings.HasSuffix(shown, "/api/v1/webhooks/"+webhookKey(e, ref)) {
+			t.Errorf("new URL shown %q, want the new key's", shown)
+		}
+		if r := e.post(old, []byte(`{}`), nil); r.status != 404 {
+			t.Errorf("old URL = %d, want 404", r.status)
+		}
+	})
+
+	t.Run("invalid CIDR", func(t *testing.T) {
+		p.open(tp)
+		p.fill("#cidr", "300.1.2.3/8")
+		if status := p.submit(`form[action$="/settings/cidr-add"] button`); status != 422 {
+			t.Fatalf("invalid CIDR = %d, want 422", status)
+		}
+		if got := p.text("#cidr-error"); got != `"300.1.2.3/8" is not a valid CIDR` {
+			t.Errorf("error next to the field = %q", got)
+		}
+		if got := run(p, chromedp.Evaluate[string](`document.getElementById("cidr").getAttribute("aria-describedby")`)); got != "cidr-error" {
+			t.Errorf("the field is not described by its error: %q", got)
+		}
+		p.checkA11y("the trigger page with an error")
+		al := e.mustAdmin(200, "GET", "/api/v1/triggers/"+ref+"/webhooks", nil)["data"].(map[string]any)["settings"].(map[string]any)["ip_allowlist"].(map[string]any)
+		if len(al["cidrs"].([]any)) != 0 {
+			t.Errorf("allowlist changed: %v", al)
+		}
+	})
+
+	var secret string
+	t.Run("secret shown once", func(t *testing.T) {
+		p.open(tp)
+		p.do(chromedp.SetValue(chromedp.CSS("#hmac-preset"), "github"))
+		p.do(chromedp.Click(chromedp.CSS("#hmac-enabled"), chromedp.NodeVisible))
+		if status := p.submit(`form[action$="/settings/hmac"] button`); status != 200 {
+			t.Fatalf("save hmac = %d", status)
+		}
+		if status := p.submit(`form[action$="/settings/secret-generate"] button`); status != 200 {
+			t.Fatalf("generate = %d", status)
+		}
+		secret = p.value("#flash-secret")
+		if len(secret) < 20 {
+			t.Fatalf("secret shown: %q", secret)
+		}
+		p.checkA11y("the page with a new secret")
+		p.navigate(chromedp.Reload())
+		if p.has("#flash-secret") || strings.Contains(run(p, chromedp.Evaluate[string](`document.documentElement.outerHTML`)), secret) {
+			t.Errorf("the secret is shown again after a reload")
+		}
+	})
+
+	t.Run("test tool", func(t *testing.T) {
+		if status := p.open(tp + "/test"); status != 200 {
+			t.Fatalf("test tool = %d", status)
+		}
+		p.checkA11y("the test tool")
+		p.fill("#body", `{"ref":"refs/heads/browser","repository":{"full_name":"octo/repo"}}`)
+		if status := p.submit(`form[action$="/test"] button[type="submit"]`); status != 200 {
+			t.Fatalf("send = %d", status)
+		}
+		p.waitText(".result h2", "Accepted: 200")
+		id := p.text("code.event-id")
+		if want := e.cfg.SubjectPrefix + "." + ref; p.text("code.subject") != want {
+			t.Errorf("subject = %q, want %q", p.text("code.subject"), want)
+		}
+		ev := e.mustAdmin(200, "GET", "/api/v1/events/"+id, nil)["data"].(map[string]any)
+		if ev["payload"].(map[string]any)["ref"] != "refs/heads/browser" {
+			t.Errorf("event %s = %v", id, ev)
+		}
+		p.checkA11y("the test tool's result")
+	})
+
+	t.Run("form without CSRF token", func(t *testing.T) {
+		p.open(tp)
+		p.do(chromedp.Evaluate[chromedp.Void](`document.querySelectorAll('form[action$="/disable"] input[name="csrf"]').forEach(n => n.remove())`))
+		if status := p.submit(`form[action$="/disable"] button`); status != 403 {
+			t.Errorf("form without its token = %d, want 403", status)
+		}
+		if !strings.Contains(p.text("main"), "did not come from this console") {
+			t.Errorf("refusal page reads %q", p.text("main"))
+		}
+		if e.count(`SELECT count(*) FROM triggers WHERE ref = $1 AND webhook_enabled`, ref) != 1 {
+			t.Errorf("the refused form disabled the webhook")
+		}
+	})
 }
