@@ -636,6 +636,31 @@ func TestConsoleTriggerPage(t *testing.T) {
 		}
 	})
 
+	t.Run("test tool schemes", func(t *testing.T) {
+		// Twilio signs the public URL and the form fields.
+		const tw = "twilio.sms_received"
+		twp := "/console/triggers/" + tw
+		b.get("/console/")
+		wantRedirect(t, b.form(twp+"/enable"), "/console/")
+		b.get(twp)
+		wantRedirect(t, b.form(twp+"/settings/secret-generate"), twp)
+		p := b.form(twp+"/test", "body", "MessageSid=SM1&AccountSid=AC1&From=%2B15550100&To=%2B15550199&Body=hi",
+			"headers", "Content-Type: application/x-www-form-urlencoded", "sign", "on")
+		if !strings.Contains(p.body, "Accepted: 200") || !strings.Contains(p.body, "X-Twilio-Signature") {
+			t.Errorf("twilio test not accepted:\n%s", p.body)
+		}
+		// SendGrid's secret is a public key: the tool says it cannot sign,
+		// and its example is a batch.
+		const sg = "sendgrid.events"
+		sgp := "/console/triggers/" + sg
+		b.get("/console/")
+		wantRedirect(t, b.form(sgp+"/enable"), "/console/")
+		p = b.get(sgp + "/test")
+		if !strings.Contains(p.body, "cannot sign") || !strings.Contains(p.body, "[\n  {") {
+			t.Errorf("sendgrid test tool: no explanation or no batch example:\n%s", p.body)
+		}
+	})
+
 	t.Run("CSRF on every form", func(t *testing.T) {
 		for _, path := range []string{tp + "/settings/cidr-add", tp + "/regenerate", tp + "/keys", tp + "/test", tp + "/settings/secret-generate"} {
 			if p := b.post(path, url.Values{"cidr": {"192.0.2.1"}, "label": {"x"}, "body": {"{}"}}); p.status != http.StatusForbidden {

@@ -90,10 +90,10 @@ func signingNote(s apiSettings) string {
 	switch {
 	case !hm.Enabled:
 		return "Signature checks are off for this trigger: requests are sent unsigned."
-	case !hm.SecretSet:
-		return "Signature checks are on but no secret is set: every request is refused until one is."
 	case hm.Preset == "sendgrid":
 		return "SendGrid signs with a private key only SendGrid holds; inlet keeps the public key, so the console cannot sign. The request is sent unsigned and the receiver will refuse it (401 bad_signature)."
+	case !hm.SecretSet:
+		return "Signature checks are on but no secret is set: every request is refused until one is."
 	case hm.Preset == "":
 		return "Signed on the server with the trigger's secret: HMAC-" + strings.ToUpper(hm.Algorithm) + " of the body, as a generic sender does."
 	}
@@ -118,10 +118,30 @@ func (h *Console) exampleBody(c echo.Context, d *testData) (string, string) {
 	if s := d.Trigger.PayloadSchema; len(s) > 0 && string(s) != "null" {
 		var schema map[string]any
 		if json.Unmarshal(s, &schema) == nil {
-			return prettyJSON(exampleOf(schema, 0)), "an example made from the trigger's JSON Schema: replace the placeholders"
+			ex := inBatch(exampleOf(schema, 0), d.Webhook.Settings.Split)
+			return prettyJSON(ex), "an example made from the trigger's JSON Schema: replace the placeholders"
 		}
 	}
 	return "{}", "an empty object: the trigger has no events and no schema yet"
+}
+
+// inBatch puts an example element where a split such as "$[*]" or
+// "$.events[*]" finds the elements of a batch; other splits leave it as
+// it is.
+func inBatch(element any, split string) any {
+	path, ok := strings.CutSuffix(split, "[*]")
+	if !ok || !strings.HasPrefix(path, "$") {
+		return element
+	}
+	var out any = []any{element}
+	names := strings.Split(strings.TrimPrefix(strings.TrimPrefix(path, "$"), "."), ".")
+	for i := len(names) - 1; i >= 0; i-- {
+		if names[i] == "" {
+			continue
+		}
+		out = map[string]any{names[i]: out}
+	}
+	return out
 }
 
 // exampleOf makes a value that a simple schema accepts: its const, first
