@@ -76,6 +76,10 @@ func (h *Console) serve(c echo.Context, method, path string, body any, header ht
 	if err != nil {
 		return nil, fmt.Errorf("request %s %s: %w", method, path, err)
 	}
+	if req.Body == nil {
+		// Handlers may read the body, as a server's request always has one.
+		req.Body = http.NoBody
+	}
 	req.Host = orig.Host
 	// The receiver and the API see the operator's address, as the
 	// gateway's trusted proxies make it out.
