@@ -215,11 +215,12 @@ func (h *Console) saveSettings(c echo.Context) error {
 	switch section {
 	case "hmac":
 		hm := map[string]any{"enabled": c.FormValue("enabled") != "", "preset": form("preset"), "algorithm": form("algorithm"), "header": form("header")}
-		if v := form("tolerance_seconds"); v != "" {
-			hm["tolerance_seconds"] = numberOrText(v)
-		}
-		if v := form("rotation_grace_seconds"); v != "" {
-			hm["rotation_grace_seconds"] = numberOrText(v)
+		// The form shows the effective values, defaults included; only a
+		// changed one is sent, so that a default stays a default.
+		for _, k := range []string{"tolerance_seconds", "rotation_grace_seconds"} {
+			if v := form(k); v != "" && v != form(k+"_was") {
+				hm[k] = numberOrText(v)
+			}
 		}
 		patch = map[string]any{"hmac": hm}
 	case "secret-generate":
