@@ -68,6 +68,8 @@ type Console struct {
 
 	// now is the clock of the test tool's signatures; tests replace it.
 	now func() time.Time
+	// stop ends the audit log's live streams (Close).
+	stop shutdown
 }
 
 // New returns a Console built from o. It panics if an embedded template

@@ -44,10 +44,10 @@ func (h *Console) Register(e *echo.Echo) {
 	s.GET("/triggers/:ref/test", h.testPage)
 	s.POST("/triggers/:ref/test", h.sendTest)
 
-	s.GET("/audit", h.auditPage)
-	s.GET("/events", h.eventsPage)
-	s.GET("/destinations", h.destinationsPage)
-	s.GET("/activity", h.activityPage)
+	h.auditRoutes(s)
+	h.eventRoutes(s)
+	h.destinationRoutes(s)
+	h.activityRoutes(s)
 }
 
 // withSecurityHeaders sets the security headers of every request under

@@ -169,9 +169,10 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 	}).Register(e)
 	// The console serves its pages through the same Echo instance, and
 	// makes its changes through the API routes registered above.
-	console.New(console.Options{
+	con := console.New(console.Options{
 		Store: g.store, Handler: e, PublicURL: cfg.PublicBaseURL(), SubjectPrefix: cfg.SubjectPrefix, Logger: logger,
-	}).Register(e)
+	})
+	con.Register(e)
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g.cancel = cancel
@@ -232,6 +233,9 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (g *Gate
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
+	// The console's live streams end when shutdown starts, not at its
+	// deadline.
+	g.srv.RegisterOnShutdown(con.Close)
 	go func() { g.served <- g.srv.Serve(g.ln) }() // owned by Shutdown, which waits on served
 	logger.Info("listening", slog.String("addr", g.ln.Addr().String()), slog.String("public_url", cfg.PublicBaseURL()))
 	return g, nil
