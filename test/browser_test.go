@@ -26,6 +26,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -136,6 +137,9 @@ type page struct {
 	t    *testing.T
 	ctx  context.Context
 	base string
+
+	mu      sync.Mutex
+	dialogs []string // messages of the dialogs the page opened, accepted
 }
 
 // newPage opens a tab for the server at base (http://host:port), in light
@@ -149,6 +153,36 @@ func newPage(t *testing.T, base string) *page {
 		t.Fatalf("browser: new tab: %v", err)
 	}
 	p := &page{t: t, ctx: ctx, base: base}
+	// Confirmation dialogs (data-confirm) are accepted, as a user who
+	// means it would; the listener must not send commands itself, so a
+	// goroutine, ended with the tab, does.
+	opened := make(chan string, 16)
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if d, ok := ev.(*cdppage.EventJavascriptDialogOpening); ok {
+			select {
+			case opened <- d.Message:
+			default:
+			}
+		}
+	}); err != nil {
+		t.Fatalf("browser: listen: %v", err)
+	}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case msg := <-opened:
+				p.mu.Lock()
+				p.dialogs = append(p.dialogs, msg)
+				p.mu.Unlock()
+				_, _ = chromedp.Run(ctx, func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+					_, err := cdp.Call(ctx, tg, cdppage.HandleJavaScriptDialog, cdppage.HandleJavaScriptDialogParams{Accept: true})
+					return chromedp.Void{}, err
+				})
+			}
+		}
+	}()
 	p.do(
 		chromedp.EmulateViewport(viewportWidth, viewportHeight),
 		func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
@@ -159,6 +193,13 @@ func newPage(t *testing.T, base string) *page {
 		},
 	)
 	return p
+}
+
+// dialogsSeen returns the messages of the dialogs the page opened.
+func (p *page) dialogsSeen() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.dialogs...)
 }
 
 // do runs actions in the tab, failing the test on the first error.
