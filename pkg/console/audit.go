@@ -26,7 +26,7 @@ const (
 	streamPoll      = time.Second
 	streamLookback  = 10 * time.Second
 	streamHeartbeat = 15 * time.Second
-	streamRecheck   = 10 * time.Second
+	streamRecheck   = 2 * time.Second
 	// streamWriteTimeout bounds each write to the client, in place of the
 	// server's WriteTimeout, which would end the stream.
 	streamWriteTimeout = 30 * time.Second
