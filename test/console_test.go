@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net/http"
@@ -330,4 +331,95 @@ func (p *page) sessionCookie() string {
 		}
 	}
 	return ""
+}
+
+// The audit log's live stream over plain HTTP: a new request arrives as an
+// event holding its row; sign-out ends the stream; so does the server's
+// shutdown, which does not wait for the streams it ends.
+func TestConsoleAuditStream(t *testing.T) {
+	e := newEnv(t)
+	key := e.enable("myapp.deployment_complete")
+	b := newFormClient(t, e)
+	wantRedirect(t, b.signIn(e.token), "/console/")
+
+	open := func(after string) (*bufio.Reader, func()) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/console/audit/stream?outcome=accepted&after="+after, nil)
+		res, err := b.c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("stream = %d", res.StatusCode)
+		}
+		return bufio.NewReader(res.Body), func() { cancel(); res.Body.Close() }
+	}
+	// next reads the stream's next event, or io.EOF when it ends.
+	next := func(r *bufio.Reader) (id, name, data string, err error) {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return "", "", "", err
+			}
+			line = strings.TrimRight(line, "\n")
+			switch {
+			case line == "" && name != "":
+				return id, name, data, nil
+			case strings.HasPrefix(line, "id: "):
+				id = line[4:]
+			case strings.HasPrefix(line, "event: "):
+				name = line[7:]
+			case strings.HasPrefix(line, "data: "):
+				data += line[6:] + "\n"
+			}
+		}
+	}
+
+	r, stop := open("0")
+	defer stop()
+	if res := e.post(key, []byte(`{"service":`), nil); res.status != http.StatusBadRequest {
+		t.Fatalf("bad webhook = %d", res.status)
+	}
+	res := e.post(key, deployment("3.0.0"), nil)
+	evID := res.json["data"].(map[string]any)["event_id"].(string)
+	id, name, data, err := next(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The refused request is filtered out; the accepted one is its row.
+	if name != "audit" || !strings.HasPrefix(data, `<tr id="audit-`+id+`"`) || !strings.Contains(data, evID) || strings.Contains(data, "invalid_payload") {
+		t.Errorf("event %s %q:\n%s", id, name, data)
+	}
+
+	// Sign-out ends the stream within its session check.
+	b.get("/console/")
+	wantRedirect(t, b.form("/console/signout"), "/console/signin")
+	ended := make(chan error, 1)
+	go func() { _, _, _, err := next(r); ended <- err }()
+	select {
+	case err := <-ended:
+		if err != io.EOF {
+			t.Errorf("after sign-out the stream ended with %v, want EOF", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream outlived its session")
+	}
+
+	// A stream does not hold the server's shutdown up.
+	wantRedirect(t, b.signIn(e.token), "/console/")
+	r2, stop2 := open("0")
+	defer stop2()
+	go func() {
+		for {
+			if _, _, _, err := next(r2); err != nil {
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	e.stop()
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("shutdown took %v with a stream open", d)
+	}
 }
