@@ -440,6 +440,11 @@ func TestConsoleTriggerPage(t *testing.T) {
 		t.Fatalf("trigger tp = %d:\n%s", p.status, p.body)
 	}
 	wantSecure(t, "trigger page", p)
+	for _, page := range []string{"audit", "events", "destinations"} {
+		if link := `href="/console/` + page + `?trigger=` + ref + `"`; !strings.Contains(p.body, link) {
+			t.Errorf("the trigger page does not link to its %s (%s)", page, link)
+		}
+	}
 	url0 := webhook()["webhook_url"].(string)
 	if got := inputValue(p, "key-"+strconv.Itoa(int(e.mustAdmin(200, "GET", "/api/v1/triggers/"+ref+"/webhooks/keys", nil)["data"].([]any)[0].(map[string]any)["id"].(float64)))); got != url0 {
 		t.Errorf("the tp shows the URL %q, want %q", got, url0)
@@ -607,6 +612,9 @@ func TestConsoleTriggerPage(t *testing.T) {
 		subject := regexp.MustCompile(`<code class="subject">([^<]+)</code>`).FindStringSubmatch(p.body)
 		if id == nil || subject == nil {
 			t.Fatalf("no event id or subject:\n%s", p.body)
+		}
+		if link := `href="/console/events/` + id[1] + `"`; !strings.Contains(p.body, link) {
+			t.Errorf("the event id does not link to its page (%s)", link)
 		}
 		if want := e.cfg.SubjectPrefix + "." + ref; subject[1] != want {
 			t.Errorf("subject = %q, want %q", subject[1], want)
