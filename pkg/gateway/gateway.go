@@ -395,16 +395,19 @@ func (g *Gateway) ensureStream(ctx context.Context, js jetstream.JetStream) {
 }
 
 // watchDependencies sets inlet_dependency_up every ten seconds, so that an
-// alert does not depend on someone asking /readyz.
+// alert does not depend on someone asking /readyz; while a dependency is
+// down (at start, the stream may not be ready yet), every second, so that
+// its return shows at once.
 func (g *Gateway) watchDependencies(ctx context.Context, js jetstream.JetStream) {
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		every := 10 * time.Second
 		for name, err := range map[string]error{"database": g.db.PingContext(cctx), "nats": g.natsReady(cctx, js)} {
 			up := 0.0
 			if err == nil {
 				up = 1
+			} else {
+				every = time.Second
 			}
 			g.metrics.DependencyUp.WithLabelValues(name).Set(up)
 		}
@@ -412,7 +415,7 @@ func (g *Gateway) watchDependencies(ctx context.Context, js jetstream.JetStream)
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(every):
 		}
 	}
 }
