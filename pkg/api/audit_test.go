@@ -115,7 +115,7 @@ func TestWebhookStatsCountNoAuditRows(t *testing.T) {
 		}
 		return n
 	}
-	var w struct{ Data webhookView }
+	var w struct{ Data Webhook }
 	time.Sleep(1100 * time.Millisecond) // the seeding's statistics arrive first
 	before := scans()
 	v.call(http.MethodGet, "/api/v1/triggers/github.push/webhooks", "", http.StatusOK, &w)

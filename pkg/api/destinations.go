@@ -21,49 +21,50 @@ import (
 	"github.com/inlet-dev/inlet/pkg/trigger"
 )
 
-// destinationView is the JSON form of a destination. Its secrets never
-// appear, and of its headers only the names.
-type destinationView struct {
-	ID                   string      `json:"id"`
-	TriggerRef           string      `json:"trigger_ref"`
-	Name                 string      `json:"name"`
-	URL                  string      `json:"url"`
-	Enabled              bool        `json:"enabled"`
-	Signing              signingView `json:"signing"`
-	Headers              []string    `json:"headers"`
-	TimeoutSeconds       int         `json:"timeout_seconds"`
-	RetryScheduleSeconds []int       `json:"retry_schedule_seconds"`
-	MaxInFlight          int         `json:"max_in_flight"`
-	Circuit              circuitView `json:"circuit"`
-	CreatedAt            time.Time   `json:"created_at"`
-	UpdatedAt            time.Time   `json:"updated_at"`
-	Stats                *destStats  `json:"stats,omitempty"`
+// Destination is the JSON form of a destination in the contract, as the
+// destination routes answer it. Its secrets never appear, and of its
+// headers only the names.
+type Destination struct {
+	ID                   string                  `json:"id"`
+	TriggerRef           string                  `json:"trigger_ref"`
+	Name                 string                  `json:"name"`
+	URL                  string                  `json:"url"`
+	Enabled              bool                    `json:"enabled"`
+	Signing              Signing                 `json:"signing"`
+	Headers              []string                `json:"headers"`
+	TimeoutSeconds       int                     `json:"timeout_seconds"`
+	RetryScheduleSeconds []int                   `json:"retry_schedule_seconds"`
+	MaxInFlight          int                     `json:"max_in_flight"`
+	Circuit              Circuit                 `json:"circuit"`
+	CreatedAt            time.Time               `json:"created_at"`
+	UpdatedAt            time.Time               `json:"updated_at"`
+	Stats                *store.DestinationStats `json:"stats,omitempty"`
 	// Secret is set only in the answer that creates the destination.
 	Secret *string `json:"secret,omitempty"`
 }
 
-type signingView struct {
+// Signing is the JSON form of how a destination signs what it forwards.
+type Signing struct {
 	Scheme    sign.Scheme `json:"scheme"`
 	SecretSet bool        `json:"secret_set"`
 	// PreviousSecretExpiresAt is set while a rotated secret still signs.
 	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at"`
 }
 
-type circuitView struct {
+// Circuit is the JSON form of a destination's circuit breaker.
+type Circuit struct {
 	State               string     `json:"state"`
 	ConsecutiveFailures int        `json:"consecutive_failures"`
 	OpenUntil           *time.Time `json:"open_until"`
 }
 
-type destStats = store.DestinationStats
-
-func viewDestination(d destination.Destination, now time.Time) destinationView {
-	v := destinationView{
+func viewDestination(d destination.Destination, now time.Time) Destination {
+	v := Destination{
 		ID: d.ID, TriggerRef: d.TriggerRef, Name: d.Name, URL: d.URL, Enabled: d.Enabled,
-		Signing:        signingView{Scheme: d.Scheme, SecretSet: d.Secret != ""},
+		Signing:        Signing{Scheme: d.Scheme, SecretSet: d.Secret != ""},
 		Headers:        make([]string, 0, len(d.Headers)),
 		TimeoutSeconds: d.TimeoutSeconds, RetryScheduleSeconds: d.RetrySchedule, MaxInFlight: d.MaxInFlight,
-		Circuit: circuitView{State: d.Circuit.State(now), ConsecutiveFailures: d.Circuit.ConsecutiveFailures,
+		Circuit: Circuit{State: d.Circuit.State(now), ConsecutiveFailures: d.Circuit.ConsecutiveFailures,
 			OpenUntil: d.Circuit.OpenUntil},
 		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
 	}
@@ -152,7 +153,7 @@ func (a *API) listDestinations(c echo.Context) error {
 		return storeErr(err, "trigger")
 	}
 	now := a.now()
-	views := make([]destinationView, len(ds))
+	views := make([]Destination, len(ds))
 	for i, d := range ds {
 		views[i] = viewDestination(d, now)
 	}

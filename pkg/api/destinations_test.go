@@ -20,7 +20,7 @@ import (
 )
 
 type destResp struct {
-	Data destinationView `json:"data"`
+	Data Destination `json:"data"`
 }
 
 type deliveriesResp struct {
@@ -30,7 +30,7 @@ type deliveriesResp struct {
 
 const headerValue = "Bearer the-header-value-never-shown"
 
-func (v *env) createDestination(ref, body string) destinationView {
+func (v *env) createDestination(ref, body string) Destination {
 	v.t.Helper()
 	var d destResp
 	v.call(http.MethodPost, "/api/v1/triggers/"+ref+"/destinations", body, http.StatusCreated, &d)
@@ -69,7 +69,7 @@ func TestDestinationLifecycle(t *testing.T) {
 		t.Errorf("stats = %+v", got.Data.Stats)
 	}
 	var list struct {
-		Data []destinationView `json:"data"`
+		Data []Destination `json:"data"`
 	}
 	v.call(http.MethodGet, "/api/v1/triggers/github.push/destinations", "", http.StatusOK, &list)
 	if len(list.Data) != 1 || list.Data[0].ID != created.ID || list.Data[0].Stats != nil {

@@ -15,8 +15,9 @@ import (
 	"github.com/inlet-dev/inlet/pkg/trigger"
 )
 
-// keyView is the JSON form of a webhook key.
-type keyView struct {
+// Key is the JSON form of a webhook key in the contract, as the key
+// routes answer it.
+type Key struct {
 	ID         int64      `json:"id"`
 	Label      string     `json:"label"`
 	Key        string     `json:"key"`
@@ -27,8 +28,8 @@ type keyView struct {
 	ExpiresAt  *time.Time `json:"expires_at"`
 }
 
-func (a *API) viewKey(k trigger.WebhookKey) keyView {
-	return keyView{
+func (a *API) viewKey(k trigger.WebhookKey) Key {
+	return Key{
 		ID: k.ID, Label: k.Label, Key: string(k.Key), URL: *a.webhookURL(k.Key), Primary: k.Primary(),
 		CreatedAt: k.CreatedAt, LastUsedAt: k.LastUsedAt, ExpiresAt: k.ExpiresAt,
 	}
@@ -44,7 +45,7 @@ func (a *API) listKeys(c echo.Context) error {
 	if err != nil {
 		return storeErr(err, "trigger")
 	}
-	views := make([]keyView, len(keys))
+	views := make([]Key, len(keys))
 	for i, k := range keys {
 		views[i] = a.viewKey(k)
 	}

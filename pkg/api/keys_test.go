@@ -14,11 +14,11 @@ import (
 )
 
 type keysResp struct {
-	Data []keyView `json:"data"`
+	Data []Key `json:"data"`
 }
 
 type keyResp struct {
-	Data keyView `json:"data"`
+	Data Key `json:"data"`
 }
 
 // TestKeys: extra keys with labels, each its own URL, listed, created and
@@ -48,7 +48,7 @@ func TestKeys(t *testing.T) {
 	if e := staging.Data.ExpiresAt; e == nil || e.Before(before.Add(3599*time.Second)) || e.After(time.Now().Add(3601*time.Second)) {
 		t.Errorf("expiring key's expires_at = %v, want about an hour from now", e)
 	}
-	for _, k := range []keyView{primary, ci.Data, staging.Data} {
+	for _, k := range []Key{primary, ci.Data, staging.Data} {
 		w, err := v.store.LookupKey(ctx, k.Key)
 		if err != nil || w.Trigger.ID != tr.ID || w.KeyLabel != k.Label {
 			t.Errorf("lookup of key %s: %+v, %v", k.Label, w, err)

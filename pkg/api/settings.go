@@ -179,12 +179,12 @@ func setIf[T any](dst *T, v *T) {
 	}
 }
 
-// settingsView is the JSON form of webhook settings: the names PATCH
-// accepts, and never a secret.
-type settingsView struct {
-	HMAC               hmacView          `json:"hmac"`
+// Settings is the JSON form of webhook settings in the contract: the names
+// PATCH accepts, and never a secret but the one just generated.
+type Settings struct {
+	HMAC               HMACSettings      `json:"hmac"`
 	RateLimit          trigger.RateLimit `json:"rate_limit"`
-	IPAllowlist        ipAllowlistView   `json:"ip_allowlist"`
+	IPAllowlist        IPAllowlist       `json:"ip_allowlist"`
 	PayloadSizeLimitKB int               `json:"payload_size_limit_kb"`
 	PayloadMapping     map[string]string `json:"payload_mapping"`
 	DeliveryID         string            `json:"delivery_id"`
@@ -193,7 +193,8 @@ type settingsView struct {
 	ExpectedIntervalSeconds int `json:"expected_interval_seconds"`
 }
 
-type hmacView struct {
+// HMACSettings is the JSON form of a webhook's signature checks.
+type HMACSettings struct {
 	Enabled          bool   `json:"enabled"`
 	Algorithm        string `json:"algorithm"`
 	Preset           string `json:"preset"`
@@ -207,15 +208,16 @@ type hmacView struct {
 	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at"`
 }
 
-type ipAllowlistView struct {
+// IPAllowlist is the JSON form of the networks a webhook accepts.
+type IPAllowlist struct {
 	Enabled bool     `json:"enabled"`
 	CIDRs   []string `json:"cidrs"`
 }
 
 // viewSettings renders s as of now, without its secrets.
-func viewSettings(s trigger.Settings, now time.Time) settingsView {
-	v := settingsView{
-		HMAC: hmacView{
+func viewSettings(s trigger.Settings, now time.Time) Settings {
+	v := Settings{
+		HMAC: HMACSettings{
 			Enabled:              s.HMAC.Enabled,
 			Algorithm:            s.HMAC.Algorithm,
 			Preset:               s.HMAC.Preset,
@@ -225,7 +227,7 @@ func viewSettings(s trigger.Settings, now time.Time) settingsView {
 			SecretSet:            s.HMAC.Secret != "",
 		},
 		RateLimit:               s.RateLimit,
-		IPAllowlist:             ipAllowlistView{Enabled: s.IPAllowlist.Enabled, CIDRs: s.IPAllowlist.CIDRs},
+		IPAllowlist:             IPAllowlist{Enabled: s.IPAllowlist.Enabled, CIDRs: s.IPAllowlist.CIDRs},
 		PayloadSizeLimitKB:      s.PayloadSizeLimitKB,
 		PayloadMapping:          s.PayloadMapping,
 		DeliveryID:              s.DeliveryID,

@@ -12,8 +12,9 @@ import (
 	"github.com/inlet-dev/inlet/pkg/trigger"
 )
 
-// triggerView is the JSON form of a trigger.
-type triggerView struct {
+// Trigger is the JSON form of a trigger in the contract, as the trigger
+// routes answer it.
+type Trigger struct {
 	ID             int64           `json:"id"`
 	Ref            string          `json:"ref"`
 	Pack           string          `json:"pack"`
@@ -30,8 +31,8 @@ type triggerView struct {
 	HMACSecret string `json:"hmac_secret,omitempty"`
 }
 
-func (a *API) viewTrigger(t trigger.Trigger) triggerView {
-	v := triggerView{
+func (a *API) viewTrigger(t trigger.Trigger) Trigger {
+	v := Trigger{
 		ID:             t.ID,
 		Ref:            t.Ref,
 		Pack:           t.Pack,
@@ -79,7 +80,7 @@ func (a *API) listTriggers(c echo.Context) error {
 	if err != nil {
 		return storeErr(err, "trigger")
 	}
-	views := make([]triggerView, len(ts))
+	views := make([]Trigger, len(ts))
 	for i, t := range ts {
 		views[i] = a.viewTrigger(t)
 	}

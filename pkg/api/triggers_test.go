@@ -18,7 +18,7 @@ import (
 func TestCreateTrigger(t *testing.T) {
 	v := newEnv(t)
 
-	var got struct{ Data triggerView }
+	var got struct{ Data Trigger }
 	raw := v.call(http.MethodPost, "/api/v1/triggers",
 		`{"ref":"custom.deploy","description":"Deploys","payload_schema":{"type":"object","required":["env"]}}`,
 		http.StatusCreated, &got)
@@ -124,7 +124,7 @@ func TestCreateTriggerRejects(t *testing.T) {
 			t.Errorf("POST %q = %d, want 400", body, rec.Code)
 		}
 	}
-	var list struct{ Data []triggerView }
+	var list struct{ Data []Trigger }
 	v.call(http.MethodGet, "/api/v1/triggers", "", http.StatusOK, &list)
 	if len(list.Data) != 0 {
 		t.Errorf("refused creations created %d triggers", len(list.Data))
@@ -137,8 +137,8 @@ func TestListTriggers(t *testing.T) {
 	v.createTrigger("a.one")
 	v.call(http.MethodPost, "/api/v1/triggers/b.two/webhooks/enable", "", http.StatusOK, nil)
 	var list struct {
-		Data       []triggerView `json:"data"`
-		NextCursor *string       `json:"next_cursor"`
+		Data       []Trigger `json:"data"`
+		NextCursor *string   `json:"next_cursor"`
 	}
 	raw := v.call(http.MethodGet, "/api/v1/triggers", "", http.StatusOK, &list)
 	if len(list.Data) != 2 || list.Data[0].Ref != "a.one" || list.Data[1].Ref != "b.two" {

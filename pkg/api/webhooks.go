@@ -16,8 +16,9 @@ import (
 	"github.com/inlet-dev/inlet/pkg/trigger"
 )
 
-// webhookState is the answer of enable and disable.
-type webhookState struct {
+// WebhookState is the JSON form of the answer of POST
+// /api/v1/triggers/:ref/webhooks/enable and .../disable.
+type WebhookState struct {
 	ID             int64   `json:"id"`
 	Ref            string  `json:"ref"`
 	WebhookEnabled bool    `json:"webhook_enabled"`
@@ -25,9 +26,9 @@ type webhookState struct {
 	WebhookURL     *string `json:"webhook_url"`
 }
 
-func (a *API) viewState(t trigger.Trigger) webhookState {
+func (a *API) viewState(t trigger.Trigger) WebhookState {
 	v := a.viewTrigger(t)
-	return webhookState{ID: v.ID, Ref: v.Ref, WebhookEnabled: v.WebhookEnabled, WebhookKey: v.WebhookKey, WebhookURL: v.WebhookURL}
+	return WebhookState{ID: v.ID, Ref: v.Ref, WebhookEnabled: v.WebhookEnabled, WebhookKey: v.WebhookKey, WebhookURL: v.WebhookURL}
 }
 
 // enableWebhook answers POST /api/v1/triggers/:ref/webhooks/enable.
@@ -60,7 +61,9 @@ type regenerateRequest struct {
 	GraceSeconds int `json:"grace_seconds"`
 }
 
-type regenerated struct {
+// RegeneratedKey is the JSON form of the answer of POST
+// /api/v1/triggers/:ref/webhooks/regenerate.
+type RegeneratedKey struct {
 	WebhookKey           string     `json:"webhook_key"`
 	WebhookURL           string     `json:"webhook_url"`
 	PreviousKeyRevoked   bool       `json:"previous_key_revoked"`
@@ -92,7 +95,7 @@ func (a *API) regenerateKey(c echo.Context) error {
 	}
 	a.log.Info("webhook key regenerated", "trigger_ref", r.Trigger.Ref, "key_prefix", r.Trigger.Key.Prefix(),
 		"grace_seconds", req.GraceSeconds)
-	v := regenerated{
+	v := RegeneratedKey{
 		WebhookKey:           string(r.Trigger.Key),
 		WebhookURL:           *a.webhookURL(r.Trigger.Key),
 		PreviousKeyRevoked:   r.PreviousRevoked,
@@ -101,22 +104,23 @@ func (a *API) regenerateKey(c echo.Context) error {
 	return c.JSON(http.StatusOK, data{v})
 }
 
-// webhookView is the answer of GET and PATCH /api/v1/triggers/:ref/webhooks.
-type webhookView struct {
-	Enabled     bool         `json:"enabled"`
-	WebhookKey  *string      `json:"webhook_key"`
-	WebhookURL  *string      `json:"webhook_url"`
-	CreatedAt   *time.Time   `json:"created_at"`
-	LastUsedAt  *time.Time   `json:"last_used_at"`
-	TotalEvents int64        `json:"total_events"`
-	Settings    settingsView `json:"settings"`
-	Stats       webhookStats `json:"stats"`
-	Health      healthView   `json:"health"`
+// Webhook is the JSON form of a trigger's webhook in the contract, the
+// answer of GET and PATCH /api/v1/triggers/:ref/webhooks.
+type Webhook struct {
+	Enabled     bool          `json:"enabled"`
+	WebhookKey  *string       `json:"webhook_key"`
+	WebhookURL  *string       `json:"webhook_url"`
+	CreatedAt   *time.Time    `json:"created_at"`
+	LastUsedAt  *time.Time    `json:"last_used_at"`
+	TotalEvents int64         `json:"total_events"`
+	Settings    Settings      `json:"settings"`
+	Stats       WebhookStats  `json:"stats"`
+	Health      WebhookHealth `json:"health"`
 }
 
-// healthView is a webhook's health: trigger.Health's judgement and what
+// WebhookHealth is the JSON form of a webhook's health: trigger.Health's judgement and what
 // it is made from.
-type healthView struct {
+type WebhookHealth struct {
 	Status         string     `json:"status"`
 	LastAcceptedAt *time.Time `json:"last_accepted_at"`
 	LastRejectedAt *time.Time `json:"last_rejected_at"`
@@ -124,20 +128,21 @@ type healthView struct {
 	Rejected1h     int64      `json:"rejected_1h"`
 }
 
-type webhookStats struct {
+// WebhookStats is the JSON form of a webhook's traffic.
+type WebhookStats struct {
 	// Requests counts the receiver's answers per outcome, every outcome
 	// present.
 	Requests map[string]int64 `json:"requests"`
 }
 
 // viewWebhook renders t's webhook with its traffic statistics.
-func (a *API) viewWebhook(c echo.Context, t trigger.Trigger) (webhookView, error) {
+func (a *API) viewWebhook(c echo.Context, t trigger.Trigger) (Webhook, error) {
 	u, err := a.store.Usage(c.Request().Context(), t.ID)
 	if err != nil {
-		return webhookView{}, storeErr(err, "trigger")
+		return Webhook{}, storeErr(err, "trigger")
 	}
 	tv := a.viewTrigger(t)
-	v := webhookView{
+	v := Webhook{
 		Enabled:     t.WebhookEnabled,
 		WebhookKey:  tv.WebhookKey,
 		WebhookURL:  tv.WebhookURL,
@@ -145,8 +150,8 @@ func (a *API) viewWebhook(c echo.Context, t trigger.Trigger) (webhookView, error
 		LastUsedAt:  u.LastUsedAt,
 		TotalEvents: u.Events,
 		Settings:    viewSettings(t.Settings, a.now()),
-		Stats:       webhookStats{Requests: make(map[string]int64, len(outcome.All))},
-		Health: healthView{
+		Stats:       WebhookStats{Requests: make(map[string]int64, len(outcome.All))},
+		Health: WebhookHealth{
 			Status:         t.Health(u.Traffic(), t.WebhookSince(), a.now()),
 			LastAcceptedAt: u.LastAcceptedAt, LastRejectedAt: u.LastRejectedAt,
 			Accepted1h: u.Accepted1h, Rejected1h: u.Rejected1h,

@@ -45,7 +45,7 @@ func TestKeyLifecycle(t *testing.T) {
 	tr := v.createTrigger("github.push")
 	ctx := context.Background()
 
-	var got struct{ Data triggerView }
+	var got struct{ Data Trigger }
 	v.call(http.MethodGet, "/api/v1/triggers/github.push", "", http.StatusOK, &got)
 	if got.Data.WebhookEnabled || got.Data.WebhookKey != nil || got.Data.WebhookURL != nil {
 		t.Fatalf("new trigger: %+v, want disabled without key", got.Data)
@@ -110,7 +110,7 @@ func TestKeyLifecycle(t *testing.T) {
 	}
 
 	// The webhook view shows the current key.
-	var w struct{ Data webhookView }
+	var w struct{ Data Webhook }
 	v.call(http.MethodGet, "/api/v1/triggers/github.push/webhooks", "", http.StatusOK, &w)
 	if w.Data.WebhookKey == nil || *w.Data.WebhookKey != key3 || !w.Data.Enabled || w.Data.CreatedAt == nil {
 		t.Errorf("GET webhooks: %+v", w.Data)
@@ -323,10 +323,10 @@ func TestPatchApplies(t *testing.T) {
 		"payload_mapping": {"repo": "$.repository.full_name"},
 		"delivery_id": "X-Request-Id"
 	}`
-	var w struct{ Data webhookView }
+	var w struct{ Data Webhook }
 	raw := v.call(http.MethodPatch, "/api/v1/triggers/github.push/webhooks", body, http.StatusOK, &w)
 	s := w.Data.Settings
-	wantHMAC := hmacView{Enabled: true, Algorithm: "sha512", Preset: "github", ToleranceSeconds: 60, RotationGraceSeconds: 86400, SecretSet: true}
+	wantHMAC := HMACSettings{Enabled: true, Algorithm: "sha512", Preset: "github", ToleranceSeconds: 60, RotationGraceSeconds: 86400, SecretSet: true}
 	if !reflect.DeepEqual(s.HMAC, wantHMAC) {
 		t.Errorf("hmac = %+v, want %+v", s.HMAC, wantHMAC)
 	}
@@ -358,7 +358,7 @@ func TestSecretGeneratedOnce(t *testing.T) {
 	v := newEnv(t)
 	v.createTrigger("github.push")
 
-	var w struct{ Data webhookView }
+	var w struct{ Data Webhook }
 	v.call(http.MethodPatch, "/api/v1/triggers/github.push/webhooks", `{"hmac":{"enabled":true}}`, http.StatusOK, &w)
 	secret := w.Data.Settings.HMAC.Secret
 	if !regexp.MustCompile(`^whsec_[A-Za-z0-9]{40}$`).MatchString(secret) || !w.Data.Settings.HMAC.SecretSet {
@@ -408,9 +408,9 @@ func TestSecretRotation(t *testing.T) {
 	v.createTrigger("github.push")
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	v.api.now = func() time.Time { return now }
-	patch := func(body string) webhookView {
+	patch := func(body string) Webhook {
 		t.Helper()
-		var w struct{ Data webhookView }
+		var w struct{ Data Webhook }
 		v.call(http.MethodPatch, "/api/v1/triggers/github.push/webhooks", body, http.StatusOK, &w)
 		return w.Data
 	}
@@ -451,7 +451,7 @@ func TestSecretRotation(t *testing.T) {
 
 	// Once expired, GET no longer shows it.
 	now = now.Add(2 * time.Minute)
-	var g struct{ Data webhookView }
+	var g struct{ Data Webhook }
 	v.call(http.MethodGet, "/api/v1/triggers/github.push/webhooks", "", http.StatusOK, &g)
 	if g.Data.Settings.HMAC.PreviousSecretExpiresAt != nil {
 		t.Errorf("expired previous secret still shown: %v", g.Data.Settings.HMAC.PreviousSecretExpiresAt)
@@ -591,7 +591,7 @@ func TestWebhookLogPagination(t *testing.T) {
 	v.call(http.MethodGet, "/api/v1/triggers/no.such/webhooks/log", "", http.StatusNotFound, nil)
 
 	// The stats count every outcome, zeros included.
-	var w struct{ Data webhookView }
+	var w struct{ Data Webhook }
 	v.call(http.MethodGet, "/api/v1/triggers/github.push/webhooks", "", http.StatusOK, &w)
 	if len(w.Data.Stats.Requests) != len(outcome.All) {
 		t.Errorf("stats has %d outcomes, want %d", len(w.Data.Stats.Requests), len(outcome.All))

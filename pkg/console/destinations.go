@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/inlet-dev/inlet/pkg/api"
 	"github.com/inlet-dev/inlet/pkg/store"
 )
 
@@ -21,40 +22,14 @@ func (h *Console) destinationRoutes(g *echo.Group) {
 	g.POST("/destinations/:id/test", h.testDestination)
 }
 
-// destinationView is a destination as the API answers it: never its
-// secrets, and of its headers only the names.
-type destinationView struct {
-	ID         string   `json:"id"`
-	TriggerRef string   `json:"trigger_ref"`
-	Name       string   `json:"name"`
-	URL        string   `json:"url"`
-	Enabled    bool     `json:"enabled"`
-	Headers    []string `json:"headers"`
-	Signing    struct {
-		Scheme                  string     `json:"scheme"`
-		SecretSet               bool       `json:"secret_set"`
-		PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at"`
-	} `json:"signing"`
-	TimeoutSeconds       int   `json:"timeout_seconds"`
-	RetryScheduleSeconds []int `json:"retry_schedule_seconds"`
-	MaxInFlight          int   `json:"max_in_flight"`
-	Circuit              struct {
-		State               string     `json:"state"`
-		ConsecutiveFailures int        `json:"consecutive_failures"`
-		OpenUntil           *time.Time `json:"open_until"`
-	} `json:"circuit"`
-	CreatedAt time.Time               `json:"created_at"`
-	UpdatedAt time.Time               `json:"updated_at"`
-	Stats     *store.DestinationStats `json:"stats"`
-}
-
-// RetrySchedule says the waits between attempts, as "10 s, 1 min, 5 min".
-func (d destinationView) RetrySchedule() string {
-	if len(d.RetryScheduleSeconds) == 0 {
+// retrySchedule says the waits between a destination's attempts, given
+// in seconds, as "10 s, 1 min, 5 min".
+func retrySchedule(seconds []int) string {
+	if len(seconds) == 0 {
 		return "no retries"
 	}
-	parts := make([]string, len(d.RetryScheduleSeconds))
-	for i, s := range d.RetryScheduleSeconds {
+	parts := make([]string, len(seconds))
+	for i, s := range seconds {
 		parts[i] = shortDuration(time.Duration(s) * time.Second)
 	}
 	return strings.Join(parts, ", ")
@@ -79,7 +54,7 @@ func shortDuration(d time.Duration) string {
 
 // destinationsData is the destinations page.
 type destinationsData struct {
-	Destinations []destinationView
+	Destinations []api.Destination
 	Trigger      string
 	Triggers     []string
 }
@@ -98,7 +73,7 @@ func (h *Console) destinationsPage(c echo.Context) error {
 		list = []string{d.Trigger}
 	}
 	for _, ref := range list {
-		var ds []destinationView
+		var ds []api.Destination
 		if err := h.call(c, http.MethodGet, "/api/v1/triggers/"+url.PathEscape(ref)+"/destinations", nil, &ds); err != nil {
 			return err
 		}
@@ -113,7 +88,7 @@ func (h *Console) destinationsPage(c echo.Context) error {
 
 // destinationData is the destination page.
 type destinationData struct {
-	Dest       destinationView
+	Dest       api.Destination
 	Deliveries []deliveryRow
 	Status     string
 	Statuses   []string
@@ -169,7 +144,7 @@ func (h *Console) disableDestination(c echo.Context) error { return h.switchDest
 func (h *Console) switchDestination(c echo.Context, on bool) error {
 	id := c.Param("id")
 	self := "/console/destinations/" + url.PathEscape(id)
-	var d destinationView
+	var d api.Destination
 	if err := h.call(c, http.MethodPatch, "/api/v1/destinations/"+url.PathEscape(id), map[string]bool{"enabled": on}, &d); err != nil {
 		return h.failed(c, self, err)
 	}

@@ -52,6 +52,15 @@ func TestShortDuration(t *testing.T) {
 	}
 }
 
+func TestRetrySchedule(t *testing.T) {
+	if got := retrySchedule(nil); got != "no retries" {
+		t.Errorf("retrySchedule(nil) = %q", got)
+	}
+	if got, want := retrySchedule([]int{10, 60, 300, 7200}), "10 s, 1 min, 5 min, 2 h"; got != want {
+		t.Errorf("retrySchedule = %q, want %q", got, want)
+	}
+}
+
 func TestCloseEndsStreams(t *testing.T) {
 	var s shutdown
 	done := s.done()

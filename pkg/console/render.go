@@ -84,6 +84,7 @@ func mustParsePages(a *assets) *pages {
 		"dict":     dict,
 		"add":      func(a, b int) int { return a + b },
 		"health":   triggerHealthText,
+		"retries":  retrySchedule,
 		"iso":      iso,
 		"contains": func(s []string, v string) bool { return containsString(s, v) },
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/inlet-dev/inlet/pkg/api"
 	"github.com/inlet-dev/inlet/pkg/outcome"
 	"github.com/inlet-dev/inlet/pkg/publish"
 	"github.com/inlet-dev/inlet/pkg/verify"
@@ -23,9 +24,9 @@ import (
 // testData is what the test tool shows: the form, and the result of the
 // last send.
 type testData struct {
-	Trigger apiTrigger
-	Webhook apiWebhook
-	Keys    []apiKey
+	Trigger api.Trigger
+	Webhook api.Webhook
+	Keys    []api.Key
 	// Body, Headers, KeyID and Sign are the form's values.
 	Body    string
 	Headers string
@@ -85,7 +86,7 @@ func (h *Console) loadTest(c echo.Context, ref string) (*testData, error) {
 }
 
 // signingNote says how the tool signs requests for settings s.
-func signingNote(s apiSettings) string {
+func signingNote(s api.Settings) string {
 	hm := s.HMAC
 	switch {
 	case !hm.Enabled:
@@ -254,7 +255,7 @@ func (h *Console) sendTest(c echo.Context) error {
 	if err != nil {
 		return show(http.StatusUnprocessableEntity, map[string]string{"headers": err.Error()})
 	}
-	var key *apiKey
+	var key *api.Key
 	for i := range d.Keys {
 		if d.Keys[i].ID == d.KeyID || (d.KeyID == 0 && d.Keys[i].Primary) {
 			key = &d.Keys[i]

@@ -7,88 +7,19 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/inlet-dev/inlet/pkg/api"
 	"github.com/inlet-dev/inlet/pkg/outcome"
 	"github.com/inlet-dev/inlet/pkg/verify"
 )
 
-// The API's answers, as the console reads them.
-type (
-	apiTrigger struct {
-		ID             int64           `json:"id"`
-		Ref            string          `json:"ref"`
-		Pack           string          `json:"pack"`
-		Name           string          `json:"name"`
-		Description    string          `json:"description"`
-		PayloadSchema  json.RawMessage `json:"payload_schema"`
-		WebhookEnabled bool            `json:"webhook_enabled"`
-		WebhookURL     *string         `json:"webhook_url"`
-	}
-	apiWebhook struct {
-		Enabled     bool        `json:"enabled"`
-		WebhookURL  *string     `json:"webhook_url"`
-		CreatedAt   *time.Time  `json:"created_at"`
-		LastUsedAt  *time.Time  `json:"last_used_at"`
-		TotalEvents int64       `json:"total_events"`
-		Settings    apiSettings `json:"settings"`
-		Stats       struct {
-			Requests map[string]int64 `json:"requests"`
-		} `json:"stats"`
-		Health struct {
-			Status         string     `json:"status"`
-			LastAcceptedAt *time.Time `json:"last_accepted_at"`
-			LastRejectedAt *time.Time `json:"last_rejected_at"`
-			Accepted1h     int64      `json:"accepted_1h"`
-			Rejected1h     int64      `json:"rejected_1h"`
-		} `json:"health"`
-	}
-	apiSettings struct {
-		HMAC struct {
-			Enabled                 bool       `json:"enabled"`
-			Algorithm               string     `json:"algorithm"`
-			Preset                  string     `json:"preset"`
-			Header                  string     `json:"header"`
-			ToleranceSeconds        int        `json:"tolerance_seconds"`
-			RotationGraceSeconds    int        `json:"rotation_grace_seconds"`
-			SecretSet               bool       `json:"secret_set"`
-			Secret                  string     `json:"secret"`
-			PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at"`
-		} `json:"hmac"`
-		RateLimit struct {
-			Enabled       bool `json:"enabled"`
-			Requests      int  `json:"requests"`
-			WindowSeconds int  `json:"window_seconds"`
-		} `json:"rate_limit"`
-		IPAllowlist struct {
-			Enabled bool     `json:"enabled"`
-			CIDRs   []string `json:"cidrs"`
-		} `json:"ip_allowlist"`
-		PayloadSizeLimitKB      int               `json:"payload_size_limit_kb"`
-		PayloadMapping          map[string]string `json:"payload_mapping"`
-		DeliveryID              string            `json:"delivery_id"`
-		Split                   string            `json:"split"`
-		ExpectedIntervalSeconds int               `json:"expected_interval_seconds"`
-	}
-	apiKey struct {
-		ID         int64      `json:"id"`
-		Label      string     `json:"label"`
-		Key        string     `json:"key"`
-		URL        string     `json:"url"`
-		Primary    bool       `json:"primary"`
-		CreatedAt  time.Time  `json:"created_at"`
-		LastUsedAt *time.Time `json:"last_used_at"`
-		ExpiresAt  *time.Time `json:"expires_at"`
-	}
-)
-
 // triggerData is what the trigger page shows.
 type triggerData struct {
-	Trigger apiTrigger
-	Webhook apiWebhook
-	Keys    []apiKey
+	Trigger api.Trigger
+	Webhook api.Webhook
+	Keys    []api.Key
 	// Outcomes are the request counts per outcome, in the contract's
 	// order.
 	Outcomes   []outcomeCount
@@ -239,7 +170,7 @@ func (h *Console) saveSettings(c echo.Context) error {
 	case "allowlist":
 		patch = map[string]any{"ip_allowlist": map[string]any{"enabled": c.FormValue("enabled") != ""}}
 	case "cidr-add", "cidr-remove":
-		var wh apiWebhook
+		var wh api.Webhook
 		if err := h.call(c, http.MethodGet, triggerPath(ref, ""), nil, &wh); err != nil {
 			return err
 		}
@@ -276,7 +207,7 @@ func (h *Console) saveSettings(c echo.Context) error {
 			input[k] = form(k)
 		}
 	}
-	var wh apiWebhook
+	var wh api.Webhook
 	err := h.call(c, http.MethodPatch, triggerPath(ref, ""), patch, &wh)
 	var ae *apiError
 	if errors.As(err, &ae) && (ae.Status == http.StatusUnprocessableEntity || ae.Status == http.StatusBadRequest) {
@@ -312,7 +243,7 @@ func sectionAnchor(section string) string {
 // regeneratePage answers GET /console/triggers/:ref/regenerate: the
 // confirmation, which the page works without script for.
 func (h *Console) regeneratePage(c echo.Context) error {
-	var t apiTrigger
+	var t api.Trigger
 	if err := h.call(c, http.MethodGet, "/api/v1/triggers/"+url.PathEscape(c.Param("ref")), nil, &t); err != nil {
 		return err
 	}
@@ -326,15 +257,11 @@ func (h *Console) regenerate(c echo.Context) error {
 	if g := strings.TrimSpace(c.FormValue("grace_seconds")); g != "" {
 		body["grace_seconds"] = numberOrText(g)
 	}
-	var r struct {
-		WebhookURL           string     `json:"webhook_url"`
-		PreviousKeyRevoked   bool       `json:"previous_key_revoked"`
-		PreviousKeyExpiresAt *time.Time `json:"previous_key_expires_at"`
-	}
+	var r api.RegeneratedKey
 	err := h.call(c, http.MethodPost, triggerPath(ref, "/regenerate"), body, &r)
 	var ae *apiError
 	if errors.As(err, &ae) && ae.Status == http.StatusUnprocessableEntity {
-		var t apiTrigger
+		var t api.Trigger
 		if err := h.call(c, http.MethodGet, "/api/v1/triggers/"+url.PathEscape(ref), nil, &t); err != nil {
 			return err
 		}
@@ -358,7 +285,7 @@ func (h *Console) createKey(c echo.Context) error {
 	if e := strings.TrimSpace(c.FormValue("expires_in_seconds")); e != "" {
 		body["expires_in_seconds"] = numberOrText(e)
 	}
-	var k apiKey
+	var k api.Key
 	err := h.call(c, http.MethodPost, triggerPath(ref, "/keys"), body, &k)
 	var ae *apiError
 	if errors.As(err, &ae) && (ae.Status == http.StatusUnprocessableEntity || ae.Status == http.StatusBadRequest) {
@@ -374,7 +301,7 @@ func (h *Console) createKey(c echo.Context) error {
 // revokeKeyPage answers GET /console/triggers/:ref/keys/:id/revoke.
 func (h *Console) revokeKeyPage(c echo.Context) error {
 	ref := c.Param("ref")
-	var keys []apiKey
+	var keys []api.Key
 	if err := h.call(c, http.MethodGet, triggerPath(ref, "/keys"), nil, &keys); err != nil {
 		return err
 	}
@@ -383,7 +310,7 @@ func (h *Console) revokeKeyPage(c echo.Context) error {
 			return h.render(c, http.StatusOK, "revoke", view{Title: "Revoke the key " + k.Label, Section: "triggers",
 				Data: struct {
 					Ref string
-					Key apiKey
+					Key api.Key
 				}{ref, k}})
 		}
 	}
