@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inlet-dev/inlet/pkg/api"
 	"github.com/inlet-dev/inlet/pkg/trigger"
 )
 
@@ -45,28 +46,13 @@ var keyGroup = commandGroup{
 	},
 }
 
-// triggerData is a trigger as the API shows it.
-type triggerData struct {
-	ID             int64           `json:"id"`
-	Ref            string          `json:"ref"`
-	Pack           string          `json:"pack"`
-	Description    string          `json:"description"`
-	PayloadSchema  json.RawMessage `json:"payload_schema"`
-	WebhookEnabled bool            `json:"webhook_enabled"`
-	WebhookKey     *string         `json:"webhook_key"`
-	WebhookURL     *string         `json:"webhook_url"`
-}
-
-// webhookData is a trigger's webhook as the API shows it.
+// webhookData is a trigger's webhook as the API shows it, with its
+// settings, request counts and health left as sent, to be printed member
+// by member in the server's order and names.
 type webhookData struct {
-	Enabled     bool            `json:"enabled"`
-	WebhookKey  *string         `json:"webhook_key"`
-	WebhookURL  *string         `json:"webhook_url"`
-	CreatedAt   *time.Time      `json:"created_at"`
-	LastUsedAt  *time.Time      `json:"last_used_at"`
-	TotalEvents int64           `json:"total_events"`
-	Settings    json.RawMessage `json:"settings"`
-	Stats       struct {
+	api.Webhook
+	Settings json.RawMessage `json:"settings"`
+	Stats    struct {
 		Requests json.RawMessage `json:"requests"`
 	} `json:"stats"`
 	// Health is shown when the API has it.
@@ -118,7 +104,7 @@ func triggerList(ctx context.Context, args []string, e env) error {
 	if c.asJSON {
 		return c.printJSON(a.Data)
 	}
-	var ts []triggerData
+	var ts []api.Trigger
 	if err := decode(a, &ts); err != nil {
 		return err
 	}
@@ -169,7 +155,7 @@ func triggerShow(ctx context.Context, args []string, e env) error {
 		}
 		return c.printJSON(b)
 	}
-	var t triggerData
+	var t api.Trigger
 	var w webhookData
 	if err := decode(ta, &t); err != nil {
 		return err
@@ -233,14 +219,6 @@ func printSettings(c *client, settings json.RawMessage) error {
 	return tw.Flush()
 }
 
-// webhookState is the answer of enable and disable.
-type webhookState struct {
-	Ref            string  `json:"ref"`
-	WebhookEnabled bool    `json:"webhook_enabled"`
-	WebhookKey     *string `json:"webhook_key"`
-	WebhookURL     *string `json:"webhook_url"`
-}
-
 func triggerEnable(ctx context.Context, args []string, e env) error {
 	return switchWebhook(ctx, args, e, true)
 }
@@ -273,7 +251,7 @@ func switchWebhook(ctx context.Context, args []string, e env, on bool) error {
 	if c.asJSON {
 		return c.printJSON(a.Data)
 	}
-	var s webhookState
+	var s api.WebhookState
 	if err := decode(a, &s); err != nil {
 		return err
 	}
@@ -318,12 +296,7 @@ func triggerRegenerate(ctx context.Context, args []string, e env) error {
 	if c.asJSON {
 		return c.printJSON(a.Data)
 	}
-	var r struct {
-		WebhookKey           string     `json:"webhook_key"`
-		WebhookURL           string     `json:"webhook_url"`
-		PreviousKeyRevoked   bool       `json:"previous_key_revoked"`
-		PreviousKeyExpiresAt *time.Time `json:"previous_key_expires_at"`
-	}
+	var r api.RegeneratedKey
 	if err := decode(a, &r); err != nil {
 		return err
 	}
@@ -495,18 +468,6 @@ func parseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// keyData is a webhook key as the API shows it.
-type keyData struct {
-	ID         int64      `json:"id"`
-	Label      string     `json:"label"`
-	Key        string     `json:"key"`
-	URL        string     `json:"url"`
-	Primary    bool       `json:"primary"`
-	CreatedAt  time.Time  `json:"created_at"`
-	LastUsedAt *time.Time `json:"last_used_at"`
-	ExpiresAt  *time.Time `json:"expires_at"`
-}
-
 func keyList(ctx context.Context, args []string, e env) error {
 	c, ops, err := e.connect(remoteCmd{
 		name: "key list", synopsis: "inlet key list REF [-json]",
@@ -524,7 +485,7 @@ func keyList(ctx context.Context, args []string, e env) error {
 	if c.asJSON {
 		return c.printJSON(a.Data)
 	}
-	var ks []keyData
+	var ks []api.Key
 	if err := decode(a, &ks); err != nil {
 		return err
 	}
@@ -573,7 +534,7 @@ func keyAdd(ctx context.Context, args []string, e env) error {
 	if c.asJSON {
 		return c.printJSON(a.Data)
 	}
-	var k keyData
+	var k api.Key
 	if err := decode(a, &k); err != nil {
 		return err
 	}
