@@ -24,9 +24,7 @@ import (
 // testData is what the test tool shows: the form, and the result of the
 // last send.
 type testData struct {
-	Trigger api.Trigger
-	Webhook api.Webhook
-	Keys    []api.Key
+	triggerState
 	// Body, Headers, KeyID and Sign are the form's values.
 	Body    string
 	Headers string
@@ -70,16 +68,11 @@ func (h *Console) testPage(c echo.Context) error {
 }
 
 func (h *Console) loadTest(c echo.Context, ref string) (*testData, error) {
-	d := &testData{}
-	if err := h.call(c, http.MethodGet, "/api/v1/triggers/"+url.PathEscape(ref), nil, &d.Trigger); err != nil {
+	t, err := h.readTrigger(c, ref)
+	if err != nil {
 		return nil, err
 	}
-	if err := h.call(c, http.MethodGet, triggerPath(ref, ""), nil, &d.Webhook); err != nil {
-		return nil, err
-	}
-	if err := h.call(c, http.MethodGet, triggerPath(ref, "/keys"), nil, &d.Keys); err != nil {
-		return nil, err
-	}
+	d := &testData{triggerState: t}
 	d.Subject = publish.Subject(h.subjectPrefix, d.Trigger.Ref)
 	d.SigningNote = signingNote(d.Webhook.Settings)
 	return d, nil

@@ -17,9 +17,7 @@ import (
 
 // triggerData is what the trigger page shows.
 type triggerData struct {
-	Trigger api.Trigger
-	Webhook api.Webhook
-	Keys    []api.Key
+	triggerState
 	// Outcomes are the request counts per outcome, in the contract's
 	// order.
 	Outcomes   []outcomeCount
@@ -44,18 +42,36 @@ func pagePath(ref, rest string) string {
 	return "/console/triggers/" + url.PathEscape(ref) + rest
 }
 
+// triggerState is a trigger as the API shows it: itself, its webhook and
+// its keys.
+type triggerState struct {
+	Trigger api.Trigger
+	Webhook api.Webhook
+	Keys    []api.Key
+}
+
+// readTrigger reads trigger ref's state through the API.
+func (h *Console) readTrigger(c echo.Context, ref string) (triggerState, error) {
+	var t triggerState
+	if err := h.call(c, http.MethodGet, "/api/v1/triggers/"+url.PathEscape(ref), nil, &t.Trigger); err != nil {
+		return t, err
+	}
+	if err := h.call(c, http.MethodGet, triggerPath(ref, ""), nil, &t.Webhook); err != nil {
+		return t, err
+	}
+	if err := h.call(c, http.MethodGet, triggerPath(ref, "/keys"), nil, &t.Keys); err != nil {
+		return t, err
+	}
+	return t, nil
+}
+
 // loadTrigger reads what the trigger page shows through the API.
 func (h *Console) loadTrigger(c echo.Context, ref string) (*triggerData, error) {
-	d := &triggerData{Presets: verify.Presets(), Algorithms: []string{"sha256", "sha512", "sha1"}, Path: pagePath(ref, "")}
-	if err := h.call(c, http.MethodGet, "/api/v1/triggers/"+url.PathEscape(ref), nil, &d.Trigger); err != nil {
+	t, err := h.readTrigger(c, ref)
+	if err != nil {
 		return nil, err
 	}
-	if err := h.call(c, http.MethodGet, triggerPath(ref, ""), nil, &d.Webhook); err != nil {
-		return nil, err
-	}
-	if err := h.call(c, http.MethodGet, triggerPath(ref, "/keys"), nil, &d.Keys); err != nil {
-		return nil, err
-	}
+	d := &triggerData{triggerState: t, Presets: verify.Presets(), Algorithms: []string{"sha256", "sha512", "sha1"}, Path: pagePath(ref, "")}
 	for _, o := range outcome.All {
 		d.Outcomes = append(d.Outcomes, outcomeCount{Outcome: o, N: d.Webhook.Stats.Requests[o], Rejected: outcome.Rejected(o)})
 	}
