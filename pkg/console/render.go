@@ -135,17 +135,23 @@ func dict(kv ...any) (map[string]any, error) {
 	return m, nil
 }
 
-// when formats a time for a page, in UTC; nil or zero is "never".
-func when(v any) string {
-	var t time.Time
+// timeOf is the time a template passed, a time.Time or a *time.Time;
+// nil is the zero time.
+func timeOf(v any) time.Time {
 	switch x := v.(type) {
 	case time.Time:
-		t = x
+		return x
 	case *time.Time:
 		if x != nil {
-			t = *x
+			return *x
 		}
 	}
+	return time.Time{}
+}
+
+// when formats a time for a page, in UTC; nil or zero is "never".
+func when(v any) string {
+	t := timeOf(v)
 	if t.IsZero() {
 		return "never"
 	}
@@ -154,15 +160,7 @@ func when(v any) string {
 
 // ago says how long ago a time was, roughly; nil or zero is "never".
 func ago(v any) string {
-	var t time.Time
-	switch x := v.(type) {
-	case time.Time:
-		t = x
-	case *time.Time:
-		if x != nil {
-			t = *x
-		}
-	}
+	t := timeOf(v)
 	if t.IsZero() {
 		return "never"
 	}
