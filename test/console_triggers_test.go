@@ -644,6 +644,18 @@ func TestConsoleTriggerPage(t *testing.T) {
 		}
 	})
 
+	t.Run("lists filtered by trigger", func(t *testing.T) {
+		for _, page := range []string{"audit", "events", "destinations"} {
+			p := b.get("/console/" + page + "?trigger=" + ref)
+			if p.status != 200 {
+				t.Fatalf("%s = %d:\n%s", page, p.status, p.body)
+			}
+			if want := `<option value="` + ref + `" selected>`; !strings.Contains(p.body, want) {
+				t.Errorf("%s filtered by %s does not show the filter (%s)", page, ref, want)
+			}
+		}
+	})
+
 	t.Run("test tool schemes", func(t *testing.T) {
 		// Twilio signs the public URL and the form fields.
 		const tw = "twilio.sms_received"
