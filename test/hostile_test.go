@@ -451,6 +451,17 @@ func TestKeyGuessing(t *testing.T) {
 		}
 	}
 
+	// The enabled key reaches this instance's cache in the background (its
+	// trigger's change is announced): wait until it is served from there,
+	// with the keys table locked, before the check below relies on it.
+	eventually(t, 10*time.Second, "the enabled key served from the cache", func() bool {
+		tx := e.db.MustBegin()
+		defer tx.Rollback()
+		tx.MustExec(`LOCK TABLE webhook_keys IN ACCESS EXCLUSIVE MODE`)
+		st, _, err := send(known, "192.0.2.10", 300*time.Millisecond)
+		return err == nil && st == 200
+	})
+
 	const scanner = "198.51.100.7"
 	exhaust(scanner)
 	tx := e.db.MustBegin()
