@@ -162,9 +162,10 @@ func checkID(scheme Scheme, id string) error {
 		return fmt.Errorf("sign with %s: empty delivery id", scheme)
 	}
 	for i := 0; i < len(id); i++ {
-		// Control characters would split or corrupt the header; the
-		// event ids inlet makes are plain ASCII.
-		if c := id[i]; c < 0x21 || c == 0x7f {
+		// Control characters would split or corrupt the header, and a
+		// receiver may trim what is not ASCII (a Unicode space) from the
+		// value; the event ids inlet makes are visible ASCII.
+		if c := id[i]; c < 0x21 || c > 0x7e {
 			return fmt.Errorf("sign with %s: delivery id %q has a character a header cannot carry", scheme, id)
 		}
 	}
