@@ -35,8 +35,14 @@ func serveBaseline(ctx context.Context, args []string, stdout, stderr io.Writer)
 	e.POST("/api/v1/webhooks/:webhook_key", func(c echo.Context) error {
 		return c.NoContent(http.StatusOK)
 	})
+	return serveOn(ctx, ln, e, stdout)
+}
+
+// serveOn serves h on ln with the http.Server timeouts inlet uses, after
+// printing ln's address on the first line of stdout, until ctx is done.
+func serveOn(ctx context.Context, ln net.Listener, h http.Handler, stdout io.Writer) error {
 	srv := &http.Server{
-		Handler:           e,
+		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

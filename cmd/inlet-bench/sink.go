@@ -58,20 +58,7 @@ func serveSink(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           &sink{},
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-	}
-	stop := context.AfterFunc(ctx, func() { srv.Close() })
-	defer stop()
-	fmt.Fprintln(stdout, ln.Addr().String())
-	if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
-		return err
-	}
-	return nil
+	return serveOn(ctx, ln, &sink{}, stdout)
 }
 
 // sinkCount is what the sink has counted so far.
